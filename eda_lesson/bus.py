@@ -37,13 +37,12 @@ import inspect
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from eda_lesson.result import (
     CascadeLimitError,
-    CascadeLog,
     DispatchResult,
     Plan,
     describe_value,
@@ -76,6 +75,9 @@ class Subscription:
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", handler_name(self.handler))
         object.__setattr__(self, "key", _identity_key(self.handler))
+
+    def __repr__(self) -> str:  # stable: no memory addresses in notebook output
+        return f"Subscription({_type_name(self.event_type)} -> {self.name})"
 
 
 class EventBus:
@@ -280,26 +282,21 @@ class EventBus:
                         produced = call(event)
                     except Exception as error:
                         self._fail(result, index, subscription, error)
-                        continue
+                        produced = None
                     if produced is not None or result.log is not None:
                         self._collect(result, index, subscription, produced)
-                if result.log is None:
+                log = result.log
+                if log is None:  # nothing was produced, nothing failed: the common case
                     return result
                 index += 1
-                event, plan = self._next_in_queue(result.log, index)
-                if plan is None:
+                if index == len(log.queue):
+                    log.finished = True
                     return result
+                event = log.queue[index]
+                plan = self._plans.get(type(event)) or self._plan_for_event(event)
+                log.plans.append(plan)
         finally:
             running.pop()
-
-    def _next_in_queue(self, log: CascadeLog, index: int) -> tuple[object, Plan | None]:
-        """The queued event at ``index`` and its plan, or (None, None) when the queue is done."""
-        if index == len(log.queue):
-            return None, None
-        event = log.queue[index]
-        plan = self._plans.get(type(event)) or self._plan_for_event(event)
-        log.plans.append(plan)
-        return event, plan
 
     def _fail(
         self, result: DispatchResult, index: int, subscription: Subscription, error: Exception
@@ -314,16 +311,22 @@ class EventBus:
     def _collect(
         self, result: DispatchResult, index: int, subscription: Subscription, produced: object
     ) -> None:
-        """Queue what a handler produced (returned or dispatched) as caused by that call."""
+        """Queue what a handler produced (dispatched, then returned) as caused by that call."""
         log = result.cascade_log()
-        new_events, log.inbox = log.inbox, []
+        cause = (index, subscription)
+        if log.inbox:
+            for event in log.inbox:
+                log.enqueue(event, cause)
+            log.inbox = []
         if produced is not None:
-            try:
-                new_events.extend(_events_returned(produced, subscription))
-            except Exception as error:  # a bad return value, or a generator handler that raised
-                self._fail(result, index, subscription, error)
-        for event in new_events:
-            log.enqueue(event, cause=(index, subscription))
+            if type(produced) in self._plans:  # an event of a type seen before: the usual case
+                log.enqueue(produced, cause)
+            else:
+                try:
+                    for event in _events_returned(produced, subscription):
+                        log.enqueue(event, cause)
+                except Exception as error:  # a bad return value, or a generator that raised
+                    self._fail(result, index, subscription, error)
         if len(log.queue) > self.max_cascade:
             raise CascadeLimitError(result, self.max_cascade)
 
@@ -345,7 +348,7 @@ class EventBus:
                     if subscription.key not in seen:
                         seen.add(subscription.key)
                         pairs.append((subscription, self._wrap(subscription)))
-            plan = tuple(pairs)
+            plan = Plan(pairs)
             self._plans[event_type] = plan
             return plan
 
@@ -378,12 +381,18 @@ def handler_name(handler: object) -> str:
 
 
 def _identity_key(handler: object) -> object:
-    """What makes two registrations "the same handler" (see :meth:`EventBus.register`)."""
+    """What makes two registrations "the same handler" (see :meth:`EventBus.register`).
+
+    Ids are safe here: the bus keeps every registered handler alive, so an id cannot be reused
+    while a registration holds it.
+    """
     if isinstance(handler, types.FunctionType):
         qualname = handler.__qualname__
         if "<" not in qualname:  # not a lambda, not a function defined inside another
             return ("function", handler.__module__, qualname)
-    return ("object", id(handler), handler)
+    if isinstance(handler, types.MethodType):  # a new object each time obj.method is read
+        return ("method", id(handler.__self__), id(handler.__func__))
+    return ("object", id(handler))
 
 
 def _type_name(cls: type) -> str:
@@ -392,6 +401,11 @@ def _type_name(cls: type) -> str:
 
 def _check_event_type(event_type: object, handler: object) -> None:
     if isinstance(event_type, type):
+        if issubclass(event_type, (*_NOT_EVENTS, type(None))):
+            raise TypeError(
+                f"register(): {_type_name(event_type)} is not an event class; events are "
+                "instances of your own classes (a frozen dataclass), or use object for all events"
+            )
         return
     if callable(event_type) and isinstance(handler, type):
         raise TypeError(
@@ -457,12 +471,14 @@ def _annotated_event_types(handler: Handler) -> tuple[type, ...]:
             annotation = typing.get_type_hints(handler)[first.name]
         except Exception as error:  # NameError and friends from evaluating the string
             raise TypeError(
-                f"@bus.subscribe could not resolve the annotation {first.annotation!r} of "
+                f"@bus.subscribe could not resolve the annotation {first.annotation} of "
                 f"{name} ({error}); define the class at module level, or name it: "
                 f"@bus.subscribe(TheEventClass)"
             ) from None
     members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
-    if not members or not all(isinstance(m, type) for m in members):
+    if not all(
+        isinstance(m, type) and not issubclass(m, (*_NOT_EVENTS, type(None))) for m in members
+    ):
         raise TypeError(
             f"@bus.subscribe: the annotation {annotation!r} of {name} is not an event class; {fix}"
         )
@@ -488,13 +504,10 @@ def _checked_event(event: object) -> object:
 
 
 def _events_returned(produced: object, subscription: Subscription) -> list[object]:
-    """The events in a handler's return value: one event, or an iterable of events."""
-    if isinstance(produced, (list, tuple, Iterator)):
-        events = list(produced)
-    elif isinstance(produced, _NOT_EVENTS):
-        events = [produced]
-    elif isinstance(produced, Iterable) and not hasattr(produced, "__dataclass_fields__"):
-        events = list(produced)
+    """The events in a handler's return value: one event, or a list, tuple or generator of them."""
+    events: list[object]
+    if isinstance(produced, (list, tuple)) or hasattr(type(produced), "__next__"):
+        events = list(produced)  # type: ignore[call-overload]
     else:
         events = [produced]
     for event in events:

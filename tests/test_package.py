@@ -1,0 +1,31 @@
+"""Packaging promises: a light import, type information, one version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import eda_lesson
+
+HEAVY = ("matplotlib", "networkx", "ipywidgets")
+
+
+def test_import_eda_lesson_does_not_load_drawing_libraries() -> None:
+    code = (
+        "import sys, json, eda_lesson, eda_lesson.shop;"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_the_package_ships_type_information() -> None:
+    assert (Path(eda_lesson.__file__).parent / "py.typed").is_file()
+
+
+def test_version_matches_the_project_metadata() -> None:
+    from importlib.metadata import version
+
+    assert eda_lesson.__version__ == version("eda-lesson")

@@ -1,0 +1,35 @@
+"""The README tells the truth: its tour prints what it shows, its test command is CI's."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def fenced_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_the_api_tour_prints_what_the_readme_shows() -> None:
+    tour = next(block for block in fenced_blocks("python") if "bus.dispatch" in block)
+    shown = next(block for block in fenced_blocks("text") if "DispatchResult(" in block)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(tour, "README.md", "exec", dont_inherit=True), {"__name__": "readme_tour"})
+    assert printed.getvalue() == shown
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = fenced_blocks("bash")
+    test_command = next(c.strip() for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readme_opens_the_notebooks_in_jupyterlab() -> None:
+    commands = [c.strip() for c in fenced_blocks("bash")]
+    assert any("jupyter lab notebooks/" in c and "pip install -e ." in c for c in commands)
