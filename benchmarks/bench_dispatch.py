@@ -215,8 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)
     rounds, loops = (3, 2_000) if args.quick else (args.rounds, args.loops)
-    print(f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}; "
-          f"median of {rounds} rounds x {loops:,} dispatches; loop overhead subtracted")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}; "
+        f"median of {rounds} rounds x {loops:,} dispatches; loop overhead subtracted"
+    )
     print_table(
         "One handler", measure(one_handler_cases(), rounds, loops), "reference bus (dict of lists)"
     )

@@ -112,7 +112,7 @@ def test_subscribe_without_an_annotation_says_how_to_fix_it() -> None:
 def test_subscribe_with_an_unresolvable_string_annotation() -> None:
     namespace: dict[str, object] = {}
     exec("def handle(event: 'NoSuchEvent') -> None: ...", namespace)
-    with pytest.raises(TypeError, match="could not resolve the annotation .*NoSuchEvent"):
+    with pytest.raises(TypeError, match=r"could not resolve the annotation .*NoSuchEvent"):
         EventBus().subscribe(namespace["handle"])
 
 

@@ -631,7 +631,7 @@ def test_registrations_from_many_threads_at_once_are_all_kept() -> None:
 
     def register_many(n: int) -> None:
         start.wait(timeout=5)
-        for i in range(per_worker):
+        for _ in range(per_worker):
             bus.register(Ping, lambda event: None)
             bus.handlers_for(Ping)  # reading plans while others write
 

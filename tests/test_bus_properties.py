@@ -63,8 +63,6 @@ def build_bus(program) -> EventBus:  # type: ignore[no-untyped-def]
     return bus
 
 
-
-
 @settings(max_examples=200, deadline=None)
 @given(programs)
 def test_calls_follow_a_breadth_first_queue_and_failures_do_not_stop_others(program) -> None:  # type: ignore[no-untyped-def]

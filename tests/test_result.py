@@ -31,7 +31,12 @@ def test_a_simple_dispatch_records_every_call_in_order() -> None:
     ]
     assert [call.step for call in result.calls] == [1, 2, 3]
     (record,) = result.events
-    assert (record.index, record.depth, record.caused_by, record.handled_by) == (0, 0, None, (1, 2, 3))
+    assert (record.index, record.depth, record.caused_by, record.handled_by) == (
+        0,
+        0,
+        None,
+        (1, 2, 3),
+    )
     assert result.depth == 0 and len(result) == 1
 
 
@@ -88,7 +93,8 @@ def test_describe_tells_the_cascade_as_a_step_table() -> None:
         "#0 OrderPaid(order_id='o-1', amount=5.0)  -> 1. "
         "test_describe_tells_the_cascade_as_a_step_table.request_shipment: ok, produced #1",
         "                                          -> 2. "
-        "test_describe_tells_the_cascade_as_a_step_table.charge: FAILED RuntimeError: card declined",
+        "test_describe_tells_the_cascade_as_a_step_table.charge: "
+        "FAILED RuntimeError: card declined",
         "  #1 ShipmentRequested(order_id='o-1')      -- no handler",
     ]
 
