@@ -16,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 ROWS = {
     "bench_dispatch.py": r"^eda_lesson dispatch\s+\d+\s+\d+\.\d\d$",
     "bench_store.py": r"^eda_lesson SQLite \(WAL, FULL\)\s+[\d,]+\s+\d+\.\d\d$",
+    "bench_redraw.py": r"^slowest step redraw: [\d.]+ ms",
 }
 
 

@@ -1,0 +1,358 @@
+"""Drawings of a dispatch and of registrations (eda_lesson.drawing), rendered headless."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import pytest
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from eda_lesson import DispatchResult, EventBus
+from eda_lesson.drawing import (
+    NotebookFigure,
+    draw_flow,
+    draw_registrations,
+    draw_timeline,
+    figure_to_png,
+    flow_layout,
+)
+from eda_lesson.graphs import COLOURS, flow_graph
+from eda_lesson.shop import OrderEvent, OrderPaid, ShipmentRequested, Shop
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@contextmanager
+def no_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def paid_cascade() -> DispatchResult:
+    bus = EventBus()
+    Shop().register(bus)
+    return bus.dispatch(OrderPaid("o-1", 42.0))
+
+
+def mark_paid(event: OrderPaid) -> None:
+    pass
+
+
+def send_receipt(event: OrderPaid) -> None:
+    raise ConnectionError("mail server down")
+
+
+def request_shipment(event: OrderPaid) -> ShipmentRequested:
+    return ShipmentRequested(event.order_id)
+
+
+def troubled_cascade() -> DispatchResult:
+    """Steps: 1 mark_paid, 2 send_receipt (fails), 3 request_shipment -> #1 (unhandled)."""
+    bus = EventBus()
+    for handler in (mark_paid, send_receipt, request_shipment):
+        bus.register(OrderPaid, handler)
+    return bus.dispatch(OrderPaid("o-1", 42.0))
+
+
+def artists(figure: Figure) -> dict[str, Artist]:
+    """The drawing's artists that carry an id, such as "call-2" and "call-2-label"."""
+    found = {}
+    for artist in figure.findobj(lambda a: a.get_gid() is not None):
+        found[artist.get_gid()] = artist
+    return found
+
+
+def face(artist: Any) -> tuple[float, ...]:
+    return tuple(artist.get_facecolor())
+
+
+def edge(artist: Any) -> tuple[float, ...]:
+    return tuple(artist.get_edgecolor())
+
+
+# ---------------------------------------------------------------------- draw_flow
+
+
+def nobody_listens() -> DispatchResult:
+    return EventBus().dispatch(OrderPaid("o-1"))
+
+
+@pytest.mark.parametrize("make", [paid_cascade, troubled_cascade, nobody_listens])
+def test_every_step_of_a_cascade_renders_headless_without_warnings(
+    make: Callable[[], DispatchResult],
+) -> None:
+    result = make()
+    with no_warnings():
+        pictures = [figure_to_png(draw_flow(result))]
+        pictures += [figure_to_png(draw_flow(result, upto=k)) for k in range(len(result.calls) + 1)]
+    assert all(picture.startswith(PNG_SIGNATURE) for picture in pictures)
+
+
+def test_each_step_gives_a_different_picture() -> None:
+    result = paid_cascade()
+    pictures = [figure_to_png(draw_flow(result, upto=k)) for k in range(len(result.calls) + 1)]
+    assert len(set(pictures)) == len(pictures)
+
+
+def test_the_same_result_always_gives_the_same_picture() -> None:
+    assert figure_to_png(draw_flow(paid_cascade(), upto=2)) == figure_to_png(
+        draw_flow(paid_cascade(), upto=2)
+    )
+
+
+def test_layout_goes_left_to_right_by_depth_and_top_down_by_step() -> None:
+    positions = flow_layout(flow_graph(paid_cascade()))
+    assert positions == {
+        ("event", 0): (0.0, 0.0),
+        ("call", 1): (1.0, 1.0),
+        ("call", 2): (1.0, 0.0),
+        ("call", 3): (1.0, -1.0),
+        ("event", 1): (2.0, 0.0),
+        ("call", 4): (3.0, 0.0),
+        ("event", 2): (4.0, 0.0),
+        ("call", 5): (5.0, 0.0),
+    }
+
+
+def test_the_current_step_is_outlined_and_later_calls_are_faded() -> None:
+    drawn = artists(draw_flow(paid_cascade(), upto=3))
+    assert edge(drawn["call-3"]) == to_rgba(COLOURS["current"][1])
+    assert face(drawn["call-1"]) == to_rgba(COLOURS["call"][0])
+    assert face(drawn["call-4"]) == to_rgba(COLOURS["pending"][0])
+    assert drawn["call-4-label"].get_color() != drawn["call-1-label"].get_color()
+    # ShipmentRequested was produced at step 3 but is not handled yet: queued.
+    assert face(drawn["event-1"]) == to_rgba(COLOURS["queued"][0])
+    assert drawn["event-1"].get_linestyle() == "--"
+    # OrderShipped does not exist yet.
+    assert face(drawn["event-2"]) == to_rgba(COLOURS["pending"][0])
+
+
+def test_step_zero_shows_the_dispatched_event_queued_and_nothing_run() -> None:
+    drawn = artists(draw_flow(paid_cascade(), upto=0))
+    assert drawn["event-0"].get_linestyle() == "--"
+    calls = [drawn[f"call-{step}"] for step in range(1, 6)]
+    assert {face(call) for call in calls} == {to_rgba(COLOURS["pending"][0])}
+
+
+def test_a_failure_shows_only_once_the_cascade_reaches_it() -> None:
+    result = troubled_cascade()
+    before = artists(draw_flow(result, upto=1))
+    assert face(before["call-2"]) == to_rgba(COLOURS["pending"][0])
+    assert "failed" not in before["call-2-label"].get_text()
+    reached = artists(draw_flow(result, upto=2))
+    assert face(reached["call-2"]) == to_rgba(COLOURS["failed"][0])
+    assert reached["call-2-label"].get_text() == "2. send_receipt\nfailed: ConnectionError"
+    assert edge(reached["call-2"]) == to_rgba(COLOURS["current"][1])
+
+
+def test_an_unhandled_event_is_amber_and_dashed_once_reached() -> None:
+    result = troubled_cascade()
+    drawn = artists(draw_flow(result))
+    assert face(drawn["event-1"]) == to_rgba(COLOURS["unhandled"][0])
+    assert drawn["event-1"].get_linestyle() == "--"
+    assert drawn["event-1-label"].get_text() == "#1 ShipmentRequested\nno handler"
+    assert face(drawn["call-2"]) == to_rgba(COLOURS["failed"][0])
+
+
+def test_whole_cascade_has_no_current_step_and_a_summary_title() -> None:
+    figure = draw_flow(paid_cascade())
+    drawn = artists(figure)
+    assert all(
+        edge(drawn[f"call-{step}"]) != to_rgba(COLOURS["current"][1]) for step in range(1, 6)
+    )
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert "dispatch of OrderPaid: 3 events, 5 handler calls" in texts
+    assert {"event", "handler call", "failed call", "unhandled event"} <= set(texts)
+
+
+def test_step_pictures_have_a_legend_for_every_state() -> None:
+    texts = {text.get_text() for text in draw_flow(paid_cascade(), upto=1).axes[0].texts}
+    assert {"current step", "queued event", "not yet run"} <= texts
+    assert "step 1 of 5: Shop.mark_paid handles #0 OrderPaid" in texts
+
+
+def test_a_step_the_dispatch_does_not_have_is_refused() -> None:
+    with pytest.raises(ValueError, match="it has 5 steps"):
+        draw_flow(paid_cascade(), upto=6)
+
+
+def test_drawing_into_a_given_axes_returns_that_axes_figure() -> None:
+    figure = Figure(figsize=(8, 4))
+    ax = figure.add_subplot()
+    with no_warnings():
+        assert draw_flow(paid_cascade(), ax=ax) is figure
+        assert figure_to_png(figure).startswith(PNG_SIGNATURE)
+    assert ax.get_aspect() == 1.0
+
+
+@dataclass(frozen=True)
+class ParcelHandedToTheRegionalDistributionCentreForDelivery:
+    order_id: str
+
+
+class Warehouse:
+    def reserve_every_item_of_the_order_in_the_nearest_regional_depot(
+        self, event: ParcelHandedToTheRegionalDistributionCentreForDelivery
+    ) -> None:
+        pass
+
+
+def test_long_names_are_shortened_so_every_label_fits_its_box() -> None:
+    bus = EventBus()
+    event_type = ParcelHandedToTheRegionalDistributionCentreForDelivery
+    handler = Warehouse().reserve_every_item_of_the_order_in_the_nearest_regional_depot
+    bus.register(event_type, handler)
+    figure = draw_flow(bus.dispatch(event_type("o-1")), upto=1)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    drawn = artists(figure)
+    for gid in ("event-0", "call-1"):
+        box = drawn[gid].get_window_extent(renderer)
+        label = drawn[gid + "-label"].get_window_extent(renderer)
+        assert box.x0 < label.x0 and label.x1 < box.x1, gid
+    assert drawn["event-0-label"].get_text() == "#0 ParcelHandedToTheRegio…"
+    assert drawn["call-1-label"].get_text() == "1. reserve_every_item_of…"
+
+
+def test_drawing_neither_imports_pyplot_nor_leaves_figures_open() -> None:
+    code = (
+        "import sys\n"
+        "from eda_lesson import EventBus\n"
+        "from eda_lesson.shop import Shop, OrderPaid\n"
+        "from eda_lesson.drawing import draw_flow, figure_to_png\n"
+        "bus = EventBus(); Shop().register(bus)\n"
+        "figure_to_png(draw_flow(bus.dispatch(OrderPaid('o-1')), upto=2))\n"
+        "print('matplotlib.pyplot' in sys.modules)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert run.stdout.strip() == "False"
+
+
+def test_png_rendering_leaves_the_global_text_settings_alone() -> None:
+    before = dict(matplotlib.rcParams)
+    figure_to_png(draw_flow(paid_cascade()))
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_a_drawing_shows_itself_as_png_in_jupyter() -> None:
+    from IPython.core.formatters import PNGFormatter
+
+    figure = draw_flow(paid_cascade())
+    assert isinstance(figure, NotebookFigure)
+    assert PNGFormatter()(figure).startswith(PNG_SIGNATURE)
+    assert repr(figure).startswith("<NotebookFigure size ")
+
+
+# ---------------------------------------------------------------------- draw_registrations
+
+
+def audit(event: OrderEvent) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class GiftWrapped:
+    order_id: str
+
+
+def test_registrations_are_drawn_with_a_box_per_type_and_handler() -> None:
+    bus = EventBus()
+    Shop().register(bus)
+    bus.register(OrderEvent, audit)
+    with no_warnings():
+        figure = draw_registrations(bus, event_types=[GiftWrapped])
+        figure_to_png(figure)
+    drawn = artists(figure)
+    assert face(drawn["event_type-OrderPaid"]) == to_rgba(COLOURS["event"][0])
+    assert face(drawn["handler-Shop.mark_paid"]) == to_rgba(COLOURS["call"][0])
+    assert face(drawn["event_type-GiftWrapped"]) == to_rgba(COLOURS["unhandled"][0])
+    assert drawn["event_type-GiftWrapped-label"].get_text() == "GiftWrapped\nno handler"
+    arcs = [
+        patch
+        for patch in figure.axes[0].get_children()
+        if isinstance(patch, FancyArrowPatch) and patch.get_linestyle() == "--"
+    ]
+    assert len(arcs) == 5  # every order event "is an" OrderEvent
+
+
+def test_an_empty_bus_draws_an_empty_picture_with_its_title() -> None:
+    with no_warnings():
+        figure = draw_registrations(EventBus())
+        figure_to_png(figure)
+    assert "registrations: 0 handlers, 0 event types" in [
+        t.get_text() for t in figure.axes[0].texts
+    ]
+
+
+def test_handlers_of_a_type_are_drawn_top_down_in_call_order() -> None:
+    bus = EventBus()
+    Shop().register(bus)
+    drawn = artists(draw_registrations(bus))
+    heights = [
+        drawn[f"handler-Shop.{name}"].get_y()
+        for name in ("mark_paid", "send_receipt", "request_shipment")
+    ]
+    assert heights == sorted(heights, reverse=True)
+
+
+# ---------------------------------------------------------------------- draw_timeline
+
+
+def bars(figure: Figure) -> list[Rectangle]:
+    return [p for p in figure.axes[0].patches if isinstance(p, Rectangle)]
+
+
+def test_timeline_without_a_clock_gives_each_step_one_slot() -> None:
+    result = troubled_cascade()
+    with no_warnings():
+        figure = draw_timeline(result)
+        figure_to_png(figure)
+    drawn = bars(figure)
+    assert [round(bar.get_x(), 2) for bar in drawn] == [0.05, 1.05, 2.05]
+    assert face(drawn[1]) == to_rgba(COLOURS["failed"][0])
+    labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert labels == ["1. mark_paid", "2. send_receipt", "3. request_shipment"]
+
+
+def test_timeline_with_a_clock_draws_bars_at_the_recorded_times() -> None:
+    bus = EventBus()
+    Shop().register(bus)
+    result = bus.dispatch(OrderPaid("o-1", 42.0))
+    # What a bus that keeps time does: record (start, end) per call before the story is read.
+    log = result.cascade_log()
+    keys = [
+        (index, subscription) for index, plan in enumerate(log.plans) for subscription, _ in plan
+    ]
+    spans = [(10.0, 10.5), (10.0, 10.2), (10.1, 10.3), (10.6, 11.0), (11.1, 11.2)]
+    log.timings.update(zip(keys, spans, strict=True))
+    with no_warnings():
+        figure = draw_timeline(result)
+        figure_to_png(figure)
+    drawn = bars(figure)
+    assert [(round(b.get_x(), 3), round(b.get_width(), 3)) for b in drawn] == [
+        (0.0, 0.5),
+        (0.0, 0.2),
+        (0.1, 0.2),
+        (0.6, 0.4),
+        (1.1, 0.1),
+    ]
+    assert "bus clock" in figure.axes[0].get_xlabel()
+
+
+def test_timeline_of_a_dispatch_nobody_handled_says_so() -> None:
+    figure = draw_timeline(EventBus().dispatch(OrderPaid("o-1")))
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert texts == ["no handler ran: #0 OrderPaid had none"]
