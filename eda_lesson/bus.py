@@ -48,7 +48,15 @@ from eda_lesson.result import (
     describe_value,
 )
 
-__all__ = ["EventBus", "Handler", "Middleware", "Subscription", "handler_name"]
+__all__ = [
+    "EventBus",
+    "Handler",
+    "Middleware",
+    "Subscription",
+    "checked_event",
+    "events_returned",
+    "handler_name",
+]
 
 Handler = Callable[[Any], Any]
 """A handler takes one event. It returns None, a new event, or an iterable of new events."""
@@ -214,7 +222,14 @@ class EventBus:
     def handlers_for(self, event_type: type | object) -> list[Handler]:
         """The handlers a dispatch of ``event_type`` (a class, or an event) calls, in order."""
         cls = event_type if isinstance(event_type, type) else type(event_type)
-        return [subscription.handler for subscription, _ in self._plan_for_type(cls)]
+        return [subscription.handler for subscription, _ in self.plan_for(cls)]
+
+    def plan_for(self, event_type: type) -> Plan:
+        """The subscriptions ``event_type`` reaches, in call order, each with its wrapped call.
+
+        For buses built on this one (async, replay); a learner wants :meth:`handlers_for`.
+        """
+        return self._plan_for_type(event_type)
 
     def subscriptions(self) -> list[Subscription]:
         """Every registration, grouped by event type in the order the types were first used."""
@@ -232,7 +247,7 @@ class EventBus:
             groups = [(t, list(subs)) for t, subs in self._by_type.items()]
         count = sum(len(subs) for _, subs in groups)
         lines = [
-            f"EventBus with {count} handler{'s' * (count != 1)} "
+            f"{type(self).__name__} with {count} handler{'s' * (count != 1)} "
             f"for {len(groups)} event type{'s' * (len(groups) != 1)}"
         ]
         for event_type, subs in groups:
@@ -247,7 +262,7 @@ class EventBus:
 
     def __repr__(self) -> str:
         count = sum(len(subs) for subs in self._by_type.values())
-        return f"EventBus({count} handlers for {len(self._by_type)} event types)"
+        return f"{type(self).__name__}({count} handlers for {len(self._by_type)} event types)"
 
     # ------------------------------------------------------------------ dispatch
 
@@ -264,7 +279,7 @@ class EventBus:
         except AttributeError:  # first dispatch in this thread
             running = self._thread.running = []
         if running:
-            return running[-1].enqueue_from_handler(_checked_event(event))
+            return running[-1].enqueue_from_handler(checked_event(event))
         try:
             plan = self._plans[type(event)]
         except KeyError:
@@ -323,7 +338,7 @@ class EventBus:
                 log.enqueue(produced, cause)
             else:
                 try:
-                    for event in _events_returned(produced, subscription):
+                    for event in events_returned(produced, subscription):
                         log.enqueue(event, cause)
                 except Exception as error:  # a bad return value, or a generator that raised
                     self._fail(result, index, subscription, error)
@@ -333,7 +348,7 @@ class EventBus:
     # ------------------------------------------------------------------ plans
 
     def _plan_for_event(self, event: object) -> Plan:
-        _checked_event(event)
+        checked_event(event)
         return self._plan_for_type(type(event))
 
     def _plan_for_type(self, event_type: type) -> Plan:
@@ -489,7 +504,8 @@ def _is_union(annotation: object) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _checked_event(event: object) -> object:
+def checked_event(event: object) -> object:
+    """``event`` itself, or a TypeError saying why it cannot be dispatched."""
     if isinstance(event, type):
         raise TypeError(
             f"dispatch() takes an event instance, got the class {_type_name(event)}; "
@@ -503,7 +519,7 @@ def _checked_event(event: object) -> object:
     return event
 
 
-def _events_returned(produced: object, subscription: Subscription) -> list[object]:
+def events_returned(produced: object, subscription: Subscription) -> list[object]:
     """The events in a handler's return value: one event, or a list, tuple or generator of them."""
     events: list[object]
     if isinstance(produced, (list, tuple)) or hasattr(type(produced), "__next__"):
