@@ -6,6 +6,12 @@
 - :func:`draw_registrations` draws which handler listens to which event type.
 - :func:`draw_timeline` draws the handler calls in the order they ran, on the bus's clock when
   it kept one (the async bus does), else one slot per step.
+- :func:`draw_nested_vs_queue` draws one cascade twice, side by side: in the order nested calls
+  would run it, and in the order the bus's queue ran it.
+- :func:`draw_unit_of_work` draws the flow of a command through aggregate, unit of work, event
+  store and bus, from :attr:`UnitOfWork.steps <eda_lesson.unit_of_work.UnitOfWork.steps>`.
+- :func:`draw_series_map` draws the notebook series as a map: a lane per part, its chapters
+  in reading order.
 
 The layouts are computed here, from the graphs of :mod:`eda_lesson.graphs`: the same result
 always gives the same picture, with no random seed anywhere. One colour language
@@ -19,9 +25,11 @@ which Jupyter shows as a PNG; it does not dispatch and keeps no state between ca
 from __future__ import annotations
 
 import io
-from collections.abc import Hashable, Iterable
+import itertools
+import textwrap
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from matplotlib import rc_context
 from matplotlib.artist import Artist
@@ -30,7 +38,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
-from eda_lesson.bus import EventBus
+from eda_lesson.book import CHAPTERS, Chapter
+from eda_lesson.bus import EventBus, handler_name
 from eda_lesson.graphs import (
     COLOURS,
     check_step,
@@ -42,11 +51,19 @@ from eda_lesson.graphs import (
 )
 from eda_lesson.result import DispatchResult
 
+if TYPE_CHECKING:
+    from eda_lesson.unit_of_work import UnitOfWork
+
 __all__ = [
     "NotebookFigure",
+    "OrderedCall",
+    "calls_in_order",
     "draw_flow",
+    "draw_nested_vs_queue",
     "draw_registrations",
+    "draw_series_map",
     "draw_timeline",
+    "draw_unit_of_work",
     "figure_to_png",
     "flow_layout",
 ]
@@ -573,3 +590,531 @@ def _root_figure(ax: Axes) -> Figure:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
+
+
+# ---------------------------------------------------------------------- nested calls and the queue
+
+
+class OrderedCall(NamedTuple):
+    """One handler call, as a picture of call order needs it."""
+
+    event: str
+    """The event it handled, named so that two occurrences differ: ``"#0 OrderPaid"``."""
+    handler: str
+    depth: int
+    """Handler calls between this call's event and the dispatched event (0 for the latter)."""
+
+
+def calls_in_order(result: DispatchResult) -> list[OrderedCall]:
+    """The handler calls of ``result`` in the order the bus ran them (breadth-first)."""
+    events = result.events
+    return [
+        OrderedCall(
+            f"#{call.event_index} {events[call.event_index].type_name}",
+            call.name,
+            events[call.event_index].depth,
+        )
+        for call in result.calls
+    ]
+
+
+_ORDER_ROW = 0.5  # inches from one call to the next
+_ORDER_BOX = (1.75, 0.36)  # width, height of a call's box
+_INDENT = 0.34  # inches per level of depth
+_PANEL = 4.6  # width of one side
+_BRACKET = 0.14  # from a bracket to the boxes it holds
+
+
+def draw_nested_vs_queue(
+    nested: Sequence[tuple[str, str, int]], result: DispatchResult, *, ax: Axes | None = None
+) -> Figure:
+    """Draw one cascade twice, side by side: run by nested calls, and run by the bus's queue.
+
+    ``nested`` lists the calls of a naive bus that handles a produced event at once, inside
+    the handler call that produced it: ``(event, handler, depth)`` in the order they ran (an
+    :class:`OrderedCall` is such a tuple). ``result`` is the same cascade run by the bus.
+    Each call is a box numbered by when it ran and indented by depth; a bracket joins the
+    calls of one event. With nested calls the dispatched event's bracket stays open while
+    the events it caused are handled inside it; with the queue, brackets follow each other.
+    """
+    left = [_ordered_call(item) for item in nested]
+    right = calls_in_order(result)
+    rows = max(len(left), len(right), 1)
+    width = 2 * _PANEL + 3 * MARGIN
+    top = TITLE_HEIGHT + 0.75  # the title, then each side's heading and caption
+    height = top + rows * _ORDER_ROW + MARGIN + LEGEND_ROW + 0.1
+    figure, ax = _inch_axes(ax, width, height)
+    first_row = height - top - _ORDER_ROW / 2
+    sides = (("nested", "nested calls (a naive bus)", left), ("queue", "EventBus: a queue", right))
+    for number, (name, heading, calls) in enumerate(sides):
+        x = MARGIN + number * (_PANEL + MARGIN)
+        _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.1, heading, fontsize=9.5, weight="bold")
+        _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.38, _order_caption(calls), fontsize=8)
+        _draw_order_side(ax, name, calls, x, first_row)
+    title = f"one cascade, two orders: {_plural(len(right), 'handler call')}"
+    legend = [
+        _key("call", "handler call (step. name)"),
+        _key("event", "the event it handles"),
+        _Key("one event's calls", COLOURS["event"][1], COLOURS["event"][1], line=True),
+    ]
+    _finish_inches(ax, width, height, title, legend)
+    return figure
+
+
+def _ordered_call(item: tuple[str, str, int]) -> OrderedCall:
+    if not isinstance(item, tuple) or len(item) != 3 or not isinstance(item[2], int):
+        raise TypeError(
+            f"each nested call is (event, handler, depth), such as ('#0 OrderPaid', "
+            f"'Shop.mark_paid', 0); got {item!r}"
+        )
+    return OrderedCall(str(item[0]), str(item[1]), item[2])
+
+
+def _order_caption(calls: list[OrderedCall]) -> str:
+    """Which steps the first event's handlers ran at: contiguous with a queue, not nested."""
+    if not calls:
+        return "no handler ran"
+    first = calls[0].event
+    steps = [str(step) for step, call in enumerate(calls, 1) if call.event == first]
+    listed = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + " and " + steps[-1]
+    return f"{first} handled at step{'s' * (len(steps) > 1)} {listed}"
+
+
+def _draw_order_side(ax: Axes, side: str, calls: list[OrderedCall], x: float, top: float) -> None:
+    box_width, box_height = _ORDER_BOX
+    rows_of: dict[str, list[int]] = {}
+    for row, call in enumerate(calls):
+        rows_of.setdefault(call.event, []).append(row)
+        left = x + _BRACKET + 0.1 + call.depth * _INDENT
+        y = top - row * _ORDER_ROW
+        fill, stroke = COLOURS["call"]
+        label = f"{row + 1}. {shorten(call.handler, 22)}"
+        _rect(ax, left, y, box_width, label, face=fill, edge=stroke, gid=f"{side}-call-{row + 1}")
+        tag = shorten(call.event, 24)
+        fill, stroke = COLOURS["event"]
+        tag_width = 0.2 + 0.064 * len(tag)
+        _rect(
+            ax,
+            left + box_width + 0.08,
+            y,
+            tag_width,
+            tag,
+            face=fill,
+            edge=stroke,
+            gid=f"{side}-event-{row + 1}",
+            rounded=True,
+            height=box_height * 0.8,
+            fontsize=7.5,
+        )
+    for event, rows in rows_of.items():
+        depth = calls[rows[0]].depth
+        bracket_x = x + 0.1 + depth * _INDENT
+        upper, lower = top - rows[0] * _ORDER_ROW, top - rows[-1] * _ORDER_ROW
+        colour = COLOURS["event"][1]
+        spine = Line2D([bracket_x, bracket_x], [upper, lower], color=colour, linewidth=1.4)
+        spine.set_gid(f"{side}-bracket-{event}")
+        ax.add_artist(spine)
+        for row in rows:
+            y = top - row * _ORDER_ROW
+            ax.add_artist(
+                Line2D([bracket_x, bracket_x + _BRACKET], [y, y], color=colour, linewidth=1.4)
+            )
+
+
+# ---------------------------------------------------------------------- a command's flow
+
+
+_LANES = ("aggregate", "unit of work", "event store", "bus and handlers")
+_LANE_OF = {
+    "command": 0,
+    "load": 2,
+    "add": 1,
+    "save": 2,
+    "conflict": 2,
+    "publish": 3,
+    "handlers": 3,
+    "discard": 1,
+}
+_WORK_ROW = 0.82  # inches from one step to the next
+_WORK_BOX = (1.95, 0.6)
+_WRAP = 27  # characters per line of a step's detail
+
+
+@dataclass(frozen=True)
+class _WorkBox:
+    kind: str  # a WorkStep action, "command" or "handlers"
+    lines: tuple[str, ...]
+    colour: str  # a key of COLOURS, or "command"
+
+
+def draw_unit_of_work(
+    uow: UnitOfWork,
+    results: Sequence[DispatchResult] = (),
+    *,
+    command: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw the flow of one command through aggregate, unit of work, event store and bus.
+
+    Each of ``uow.steps`` is a box in the lane of whoever did it, top to bottom in the order
+    they happened: the aggregate loaded or added, the events saved (or the save refused with
+    a conflict) in the event store, each event published on the bus, what was discarded. Under
+    each publish, a box tells the handler calls: from ``results`` (what ``commit()`` returned)
+    when given, else the handlers the bus has for that event. ``command`` (such as
+    ``"order.pay()"``) adds the aggregate's decision, after the loading and before the rest.
+    """
+    boxes = _work_boxes(uow, results, command)
+    lane_width = _WORK_BOX[0] + 0.35
+    width = len(_LANES) * lane_width + 2 * MARGIN
+    top = TITLE_HEIGHT + 0.4  # the title, then the lanes' names
+    height = top + max(len(boxes), 1) * _WORK_ROW + MARGIN + LEGEND_ROW * 2 + 0.1
+    figure, ax = _inch_axes(ax, width, height)
+    first_row = height - top - _WORK_ROW / 2
+    bottom = first_row - (len(boxes) - 0.5) * _WORK_ROW
+    centres = [MARGIN + (lane + 0.5) * lane_width for lane in range(len(_LANES))]
+    for name, x in zip(_LANES, centres, strict=True):
+        _text(ax, x, height - TITLE_HEIGHT - 0.12, name, fontsize=9, weight="bold")
+        lifeline = Line2D(
+            [x, x], [height - top + 0.05, bottom], color=FADED_EDGE, linewidth=1.0, ls="--"
+        )
+        lifeline.set_zorder(0)
+        ax.add_artist(lifeline)
+    committing = [row for row, box in enumerate(boxes) if box.kind in _COMMIT]
+    if committing:
+        _commit_bar(ax, centres[1], first_row, committing[0], committing[-1])
+    places = []
+    for row, box in enumerate(boxes):
+        x, y = centres[_LANE_OF[box.kind]], first_row - row * _WORK_ROW
+        places.append((x, y))
+        _rect(
+            ax,
+            x - _WORK_BOX[0] / 2,
+            y,
+            _WORK_BOX[0],
+            "\n".join(box.lines),
+            height=_WORK_BOX[1],
+            gid=f"work-{row + 1}",
+            **_work_style(box.colour),
+        )
+    for (x1, y1), (x2, y2) in itertools.pairwise(places):
+        _work_arrow(ax, (x1, y1), (x2, y2))
+    actions = [step.action for step in uow.steps]
+    title = f"{type(uow).__name__}: " + (" → ".join(actions) if actions else "nothing done yet")
+    legend = [
+        _Key("command", "#ffffff", EDGE),
+        _key("call", "done"),
+        _key("event", "event published"),
+        _key("failed", "refused or failed"),
+        _Key("discarded", COLOURS["pending"][0], FADED_TEXT, dashes="--"),
+    ]
+    _finish_inches(ax, width, height, title, legend)
+    return figure
+
+
+def _work_boxes(
+    uow: UnitOfWork, results: Sequence[DispatchResult], command: str | None
+) -> list[_WorkBox]:
+    boxes: list[_WorkBox] = []
+    published = 0
+    for number, step in enumerate(uow.steps, 1):
+        if command is not None and step.action != "load":
+            boxes.append(_command_box(command))
+            command = None
+        header = f"{number}. {step.action}"
+        lines = (header, *textwrap.wrap(step.detail, _WRAP)[:2])
+        colour = {"conflict": "failed", "publish": "event", "discard": "pending"}.get(
+            step.action, "call"
+        )
+        boxes.append(_WorkBox(step.action, lines, colour))
+        if step.action == "publish":
+            boxes.append(_handlers_box(uow, results, published))
+            published += 1
+    if command is not None:
+        boxes.append(_command_box(command))
+    return boxes
+
+
+_COMMIT = frozenset({"save", "conflict", "publish", "handlers"})
+
+
+def _commit_bar(ax: Axes, x: float, first_row: float, first: int, last: int) -> None:
+    """A bar in the unit of work's lane along the steps that ``commit()`` took."""
+    upper = first_row - first * _WORK_ROW + _WORK_BOX[1] / 2
+    lower = first_row - last * _WORK_ROW - _WORK_BOX[1] / 2
+    bar = FancyBboxPatch(
+        (x - 0.3, lower),
+        0.6,
+        upper - lower,
+        boxstyle="round,pad=0,rounding_size=0.08",
+        facecolor="#f9fafb",
+        edgecolor=EDGE,
+        linewidth=1.0,
+        zorder=1,
+    )
+    bar.set_gid("commit")
+    ax.add_artist(bar)
+    _text(ax, x, (upper + lower) / 2, "commit()", fontsize=8.5, rotation=90, gid="commit-label")
+
+
+def _command_box(command: str) -> _WorkBox:
+    return _WorkBox("command", ("command:", shorten(command, _WRAP), "records events"), "command")
+
+
+def _handlers_box(uow: UnitOfWork, results: Sequence[DispatchResult], number: int) -> _WorkBox:
+    """What the bus did with the ``number``-th published event."""
+    if number < len(results):
+        result = results[number]
+        names = list(dict.fromkeys(shorten(call.name, _WRAP) for call in result.calls))
+        header = _plural(len(result.calls), "handler call")
+        if result.failures:
+            header += f", {len(result.failures)} failed"
+        colour = "failed" if result.failures else "call"
+    elif number < len(uow.published):
+        handlers = uow.bus.handlers_for(uow.published[number])
+        names = [shorten(handler_name(handler), _WRAP) for handler in handlers]
+        header = f"heard by {_plural(len(handlers), 'handler')}"
+        colour = "call"
+    else:
+        return _WorkBox("handlers", ("handlers", "(not known)"), "pending")
+    listed = textwrap.wrap(", ".join(name.rsplit(".", 1)[-1] for name in names), _WRAP)
+    if len(listed) > 2:
+        listed = [listed[0], shorten(listed[1] + " …", _WRAP)]
+    return _WorkBox("handlers", (header, *listed), colour)
+
+
+def _work_style(colour: str) -> dict[str, Any]:
+    if colour == "command":
+        return {"face": "#ffffff", "edge": EDGE}
+    fill, stroke = COLOURS[colour]
+    if colour == "pending":
+        return {"face": fill, "edge": FADED_TEXT, "dashes": "--", "text": "#4b5563"}
+    return {"face": fill, "edge": stroke}
+
+
+def _work_arrow(ax: Axes, source: tuple[float, float], target: tuple[float, float]) -> None:
+    """From one step's box to the next: straight down within a lane, else across then down."""
+    (x1, y1), (x2, y2) = source, target
+    half_width, half_height = _WORK_BOX[0] / 2, _WORK_BOX[1] / 2
+    if x1 == x2:
+        start, style = (x1, y1 - half_height), "arc3"
+    else:
+        side = half_width if x2 > x1 else -half_width
+        start, style = (x1 + side, y1), "angle,angleA=0,angleB=90,rad=0"
+    arrow = FancyArrowPatch(
+        start,
+        (x2, y2 + half_height),
+        connectionstyle=style,
+        arrowstyle="-|>",
+        mutation_scale=10,
+        shrinkA=0,
+        shrinkB=1,
+        color=EDGE,
+        linewidth=1.2,
+        zorder=1,
+    )
+    ax.add_artist(arrow)
+
+
+# ---------------------------------------------------------------------- drawing in inches
+
+
+def _inch_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    """An Axes whose data units are inches (a new figure of this size when ``ax`` is None)."""
+    if ax is None:
+        figure: Figure = NotebookFigure(figsize=(width, height))
+        ax = figure.add_axes((0, 0, 1, 1))
+    else:
+        figure = _root_figure(ax)
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    return figure, ax
+
+
+def _rect(
+    ax: Axes,
+    left: float,
+    y: float,
+    width: float,
+    label: str,
+    *,
+    face: str,
+    edge: str,
+    gid: str,
+    height: float = _ORDER_BOX[1],
+    rounded: bool = False,
+    dashes: str = "-",
+    text: str = TEXT,
+    fontsize: float = FONT_SIZE,
+) -> None:
+    """A box whose left edge is ``left`` and whose middle is at height ``y``, with its label."""
+    style = "round,pad=0,rounding_size=0.12" if rounded else "round,pad=0,rounding_size=0.04"
+    patch = FancyBboxPatch(
+        (left, y - height / 2),
+        width,
+        height,
+        boxstyle=style,
+        facecolor=face,
+        edgecolor=edge,
+        linewidth=1.2,
+        linestyle=dashes,
+        zorder=2,
+    )
+    patch.set_gid(gid)
+    ax.add_artist(patch)
+    _text(ax, left + width / 2, y, label, fontsize=fontsize, color=text, gid=gid + "-label")
+
+
+def _text(ax: Axes, x: float, y: float, words: str, **style: Any) -> None:
+    style = {"ha": "center", "va": "center", "color": TEXT, **style}
+    ax.text(x, y, words, parse_math=False, zorder=3, **style)
+
+
+def _finish_inches(ax: Axes, width: float, height: float, title: str, legend: list[_Key]) -> None:
+    """The title on top and a one-row legend at the bottom, as :class:`_Canvas` draws them."""
+    _text(ax, width / 2, height - TITLE_HEIGHT / 2, shorten(title, int(width * 11)), fontsize=10)
+    # Each key as wide as its words, so long labels never run into the next swatch.
+    spans = [0.4 + 0.062 * len(key.label) + 0.3 for key in legend]
+    x, y = (width - sum(spans) + 0.3) / 2, MARGIN
+    for key, span in zip(legend, spans, strict=True):
+        swatch: Artist
+        if key.line:
+            swatch = Line2D([x, x + 0.3], [y, y], color=key.edge, linewidth=1.4)
+        else:
+            swatch = Rectangle(
+                (x, y - 0.07),
+                0.3,
+                0.14,
+                facecolor=key.face,
+                edgecolor=key.edge,
+                linestyle=key.dashes,
+                linewidth=key.width,
+            )
+        ax.add_artist(swatch)
+        _text(ax, x + 0.4, y, key.label, ha="left", fontsize=8)
+        x += span
+
+
+# ---------------------------------------------------------------------- the map of the series
+
+_MAP_ROW = 0.72  # from one chapter's centre to the next: room for an arrow between boxes
+_LANE_WIDTH = BOX_WIDTH + 0.24
+_PART_HEADER = 0.5
+_PART_CHARS = 24
+
+
+def draw_series_map(chapters: Sequence[Chapter] = CHAPTERS, *, ax: Axes | None = None) -> Figure:
+    """Draw the notebook series as a map: one lane per part, its chapters top to bottom.
+
+    Parts go left to right in the order they first appear in ``chapters``. A part starts on
+    the row where the part before it ended, so the reading order is one path of arrows, down
+    a lane and across to the next. The first chapter is outlined: start there. Draws into
+    ``ax`` when given.
+    """
+    parts = _chapters_by_part(chapters)
+    places = _map_places(parts)
+    rows = 1 + max((row for _, row in places.values()), default=0)
+    width = max(MIN_WIDTH, len(parts) * COLUMN - (COLUMN - _LANE_WIDTH) + 2 * MARGIN)
+    bottom = MARGIN + LEGEND_ROW
+    height = TITLE_HEIGHT + _PART_HEADER + rows * _MAP_ROW + bottom
+    figure, ax = _inch_axes(ax, width, height)
+    left = (width - len(parts) * COLUMN + COLUMN) / 2  # the centre of the first lane
+    canvas = _Canvas(figure, ax, width, height, left, bottom + (rows - 0.5) * _MAP_ROW)
+    for lane, part in enumerate(parts):
+        _draw_lane(canvas, lane, part, bottom, height - TITLE_HEIGHT)
+    reading = [chapter for members in parts.values() for chapter in members]
+    for before, after in itertools.pairwise(reading):
+        _map_arrow(canvas, places[before], places[after])
+    for position, chapter in enumerate(reading):
+        style = _node_style("event", "current" if position == 0 else "done")
+        canvas.box(
+            _map_grid(places[chapter]),
+            _chapter_label(chapter),
+            rounded=True,
+            gid=f"chapter-{chapter.number:02d}",
+            **style,
+        )
+    title = f"the series: {_plural(len(reading), 'chapter')} in {_plural(len(parts), 'part')}"
+    legend = [
+        _key("event", "chapter"),
+        _Key("start here", COLOURS["event"][0], COLOURS["current"][1], width=2.5),
+        _key("pending", "part"),
+        _Key("reading order", EDGE, EDGE, line=True),
+    ]
+    canvas.finish(title, legend)
+    return canvas.figure
+
+
+def _chapters_by_part(chapters: Iterable[Chapter]) -> dict[str, list[Chapter]]:
+    parts: dict[str, list[Chapter]] = {}
+    for chapter in chapters:
+        parts.setdefault(chapter.part, []).append(chapter)
+    return parts
+
+
+def _map_places(parts: dict[str, list[Chapter]]) -> dict[Chapter, tuple[int, int]]:
+    """(lane, row) of each chapter: a staircase, each part starting where the last
+    one ended, so that the arrow from one part to the next is level."""
+    places: dict[Chapter, tuple[int, int]] = {}
+    row = 0
+    for lane, members in enumerate(parts.values()):
+        for offset, chapter in enumerate(members):
+            places[chapter] = (lane, row + offset)
+        row += len(members) - 1
+    return places
+
+
+def _map_grid(place: tuple[int, int]) -> tuple[float, float]:
+    """A (lane, row) place as grid coordinates of the canvas (whose rows are ``ROW`` apart)."""
+    lane, row = place
+    return (float(lane), -row * _MAP_ROW / ROW)
+
+
+def _draw_lane(canvas: _Canvas, lane: int, part: str, bottom: float, top: float) -> None:
+    """The grey band of one part, with the part's name at its head."""
+    x, _ = canvas.at((lane, 0))
+    fill, stroke = COLOURS["pending"]
+    band = FancyBboxPatch(
+        (x - _LANE_WIDTH / 2, bottom),
+        _LANE_WIDTH,
+        top - bottom,
+        boxstyle="round,pad=0,rounding_size=0.08",
+        facecolor=fill,
+        edgecolor=stroke,
+        linewidth=1.0,
+        zorder=0,
+    )
+    band.set_gid(f"part-{part}")
+    canvas._add(band)
+    name = "\n".join(textwrap.wrap(part, _PART_CHARS)[:2])
+    canvas.text(x, top - _PART_HEADER / 2, name, **_CENTRED, fontsize=9, fontweight="bold")
+
+
+def _chapter_label(chapter: Chapter) -> str:
+    """``NN Title`` on at most two lines that fit a box."""
+    lines = textwrap.wrap(f"{chapter.number:02d} {chapter.title}", LABEL_CHARS - 2)
+    if len(lines) > 2:
+        lines = [lines[0], shorten(" ".join(lines[1:]), LABEL_CHARS - 2)]
+    return "\n".join(lines)
+
+
+def _map_arrow(canvas: _Canvas, source: tuple[int, int], target: tuple[int, int]) -> None:
+    """Down a lane from box to box, or across from one lane to the next."""
+    (x1, y1), (x2, y2) = canvas.at(_map_grid(source)), canvas.at(_map_grid(target))
+    if source[0] == target[0]:
+        start, end = (x1, y1 - BOX_HEIGHT / 2), (x2, y2 + BOX_HEIGHT / 2)
+    else:
+        start, end = (x1 + BOX_WIDTH / 2, y1), (x2 - BOX_WIDTH / 2, y2)
+    arrow = FancyArrowPatch(
+        start,
+        end,
+        arrowstyle="-|>",
+        mutation_scale=10,
+        shrinkA=0,
+        shrinkB=1,
+        color=EDGE,
+        linewidth=1.2,
+        zorder=1,
+    )
+    canvas._add(arrow)

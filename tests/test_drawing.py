@@ -18,17 +18,26 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from eda_lesson import DispatchResult, EventBus
+from eda_lesson import DispatchResult, EventBus, handler_name
+from eda_lesson.aggregate import Order
+from eda_lesson.book import CHAPTERS, Chapter
 from eda_lesson.drawing import (
     NotebookFigure,
+    OrderedCall,
+    calls_in_order,
     draw_flow,
+    draw_nested_vs_queue,
     draw_registrations,
+    draw_series_map,
     draw_timeline,
+    draw_unit_of_work,
     figure_to_png,
     flow_layout,
 )
 from eda_lesson.graphs import COLOURS, flow_graph
 from eda_lesson.shop import OrderEvent, OrderPaid, ShipmentRequested, Shop
+from eda_lesson.store import ConcurrencyError, InMemoryEventStore
+from eda_lesson.unit_of_work import PublishBeforeCommitUnitOfWork, UnitOfWork
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -356,3 +365,284 @@ def test_timeline_of_a_dispatch_nobody_handled_says_so() -> None:
     figure = draw_timeline(EventBus().dispatch(OrderPaid("o-1")))
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert texts == ["no handler ran: #0 OrderPaid had none"]
+
+
+# ---------------------------------------------------------------------- draw_series_map
+
+
+def centre(artist: Any) -> tuple[float, float]:
+    return (artist.get_x() + artist.get_width() / 2, artist.get_y() + artist.get_height() / 2)
+
+
+def test_series_map_draws_every_chapter_in_the_lane_of_its_part() -> None:
+    with no_warnings():
+        figure = draw_series_map()
+        figure_to_png(figure)
+    drawn = artists(figure)
+    for chapter in CHAPTERS:
+        box = drawn[f"chapter-{chapter.number:02d}"]
+        lane = drawn[f"part-{chapter.part}"]
+        assert lane.get_x() < centre(box)[0] < lane.get_x() + lane.get_width(), chapter.title
+    parts = list(dict.fromkeys(chapter.part for chapter in CHAPTERS))
+    lefts = [drawn[f"part-{part}"].get_x() for part in parts]
+    assert lefts == sorted(lefts), "parts go left to right in reading order"
+
+
+def test_series_map_reads_down_a_lane_then_across_to_the_next_part() -> None:
+    drawn = artists(draw_series_map())
+    x0, y0 = centre(drawn["chapter-00"])
+    x1, y1 = centre(drawn["chapter-01"])
+    x3, y3 = centre(drawn["chapter-03"])
+    x4, y4 = centre(drawn["chapter-04"])
+    assert x0 == x1 and y1 < y0, "the next chapter of a part is below"
+    assert x4 > x3 and y4 == y3, "a new part starts level with where the last one ended"
+
+
+def test_series_map_outlines_the_first_chapter_as_the_place_to_start() -> None:
+    figure = draw_series_map()
+    drawn = artists(figure)
+    assert edge(drawn["chapter-00"]) == to_rgba(COLOURS["current"][1])
+    assert edge(drawn["chapter-01"]) == to_rgba(COLOURS["event"][1])
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert "the series: 10 chapters in 5 parts" in texts
+    assert {"chapter", "start here", "part", "reading order"} <= set(texts)
+
+
+def test_series_map_joins_the_chapters_with_one_arrow_each_in_reading_order() -> None:
+    figure = draw_series_map()
+    arrows = [p for p in figure.axes[0].get_children() if isinstance(p, FancyArrowPatch)]
+    assert len(arrows) == len(CHAPTERS) - 1
+
+
+def test_series_map_wraps_long_titles_inside_their_boxes() -> None:
+    long = Chapter(1, "x", "A title far too long to sit on one line of a box", "s", "Part one")
+    figure = draw_series_map([long, Chapter(2, "y", "Short", "s", "Part two")])
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    drawn = artists(figure)
+    label = drawn["chapter-01-label"]
+    assert label.get_text().count("\n") == 1
+    box = drawn["chapter-01"].get_window_extent(renderer)
+    extent = label.get_window_extent(renderer)
+    assert box.x0 < extent.x0 and extent.x1 < box.x1
+    assert "the series: 2 chapters in 2 parts" in [t.get_text() for t in figure.axes[0].texts]
+
+
+def test_series_map_is_the_same_picture_every_time() -> None:
+    assert figure_to_png(draw_series_map()) == figure_to_png(draw_series_map())
+
+
+def test_series_map_of_no_chapters_is_an_empty_map_with_its_title() -> None:
+    with no_warnings():
+        figure = draw_series_map(())
+        figure_to_png(figure)
+    assert "the series: 0 chapters in 0 parts" in [t.get_text() for t in figure.axes[0].texts]
+
+
+def test_series_map_draws_into_a_given_axes() -> None:
+    figure = Figure(figsize=(12, 6))
+    ax = figure.add_subplot()
+    with no_warnings():
+        assert draw_series_map(ax=ax) is figure
+        assert figure_to_png(figure).startswith(PNG_SIGNATURE)
+
+
+# ---------------------------------------------------------------------- draw_nested_vs_queue
+
+
+class Audit:
+    def record(self, event: OrderEvent) -> None:
+        pass
+
+
+def audited_bus() -> EventBus:
+    """The shop, plus a handler on the base class that hears every order event last."""
+    bus = EventBus()
+    Shop().register(bus)
+    bus.register(OrderEvent, Audit().record)
+    return bus
+
+
+def nested_calls(bus: EventBus, event: object) -> list[OrderedCall]:
+    """What a bus that recurses into produced events would run, in order."""
+    calls: list[OrderedCall] = []
+    count = [0]
+
+    def dispatch(event: object, depth: int) -> None:
+        label = f"#{count[0]} {type(event).__name__}"
+        count[0] += 1
+        for handler in bus.handlers_for(event):
+            calls.append(OrderedCall(label, handler_name(handler), depth))
+            produced = handler(event)
+            if produced is not None:
+                dispatch(produced, depth + 1)
+
+    dispatch(event, 0)
+    return calls
+
+
+def test_calls_in_order_lists_the_calls_breadth_first_with_their_event_and_depth() -> None:
+    assert calls_in_order(paid_cascade()) == [
+        OrderedCall("#0 OrderPaid", "Shop.mark_paid", 0),
+        OrderedCall("#0 OrderPaid", "Shop.send_receipt", 0),
+        OrderedCall("#0 OrderPaid", "Shop.request_shipment", 0),
+        OrderedCall("#1 ShipmentRequested", "Shop.ship_order", 1),
+        OrderedCall("#2 OrderShipped", "Shop.notify_shipped", 2),
+    ]
+
+
+def test_nested_and_queued_runs_are_drawn_side_by_side_numbered_by_when_they_ran() -> None:
+    nested = nested_calls(audited_bus(), OrderPaid("o-1", 42.0))
+    queued = audited_bus().dispatch(OrderPaid("o-1", 42.0))
+    with no_warnings():
+        figure = draw_nested_vs_queue(nested, queued)
+        figure_to_png(figure)
+    drawn = artists(figure)
+    assert drawn["nested-call-4-label"].get_text() == "4. Shop.ship_order"
+    assert drawn["queue-call-4-label"].get_text() == "4. Audit.record"
+    assert drawn["nested-event-8-label"].get_text() == "#0 OrderPaid"
+    # Deeper calls are indented; later calls are lower.
+    assert drawn["nested-call-4"].get_x() > drawn["nested-call-3"].get_x()
+    assert drawn["nested-call-8"].get_x() == drawn["nested-call-1"].get_x()
+    assert drawn["queue-call-5"].get_y() < drawn["queue-call-4"].get_y()
+    assert face(drawn["queue-call-1"]) == to_rgba(COLOURS["call"][0])
+    assert face(drawn["queue-event-1"]) == to_rgba(COLOURS["event"][0])
+
+
+def test_the_dispatched_events_bracket_stays_open_with_nested_calls_only() -> None:
+    nested = nested_calls(audited_bus(), OrderPaid("o-1", 42.0))
+    figure = draw_nested_vs_queue(nested, audited_bus().dispatch(OrderPaid("o-1", 42.0)))
+    drawn = artists(figure)
+
+    def rows_spanned(side: str) -> float:
+        top, bottom = drawn[f"{side}-bracket-#0 OrderPaid"].get_ydata()
+        pitch = drawn[f"{side}-call-1"].get_y() - drawn[f"{side}-call-2"].get_y()
+        return round((top - bottom) / pitch)
+
+    assert rows_spanned("nested") == 7  # from step 1 to step 8
+    assert rows_spanned("queue") == 3  # from step 1 to step 4
+    texts = {text.get_text() for text in figure.axes[0].texts}
+    assert "#0 OrderPaid handled at steps 1, 2, 3 and 8" in texts
+    assert "#0 OrderPaid handled at steps 1, 2, 3 and 4" in texts
+
+
+def test_the_same_runs_always_give_the_same_picture() -> None:
+    def picture() -> bytes:
+        nested = nested_calls(audited_bus(), OrderPaid("o-1", 42.0))
+        return figure_to_png(
+            draw_nested_vs_queue(nested, audited_bus().dispatch(OrderPaid("o-1", 42.0)))
+        )
+
+    assert picture() == picture()
+
+
+def test_nested_calls_that_are_not_triples_are_refused_with_an_example() -> None:
+    with pytest.raises(TypeError, match=r"\(event, handler, depth\).*got 'Shop.mark_paid'"):
+        draw_nested_vs_queue(["Shop.mark_paid"], paid_cascade())  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------------- draw_unit_of_work
+
+
+def shop_store() -> tuple[InMemoryEventStore, EventBus]:
+    store, bus = InMemoryEventStore(), EventBus()
+    Shop().register(bus)
+    with UnitOfWork(store, bus) as uow:
+        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.commit()
+    return store, bus
+
+
+def label(drawn: dict[str, Artist], gid: str) -> str:
+    return drawn[gid + "-label"].get_text()  # type: ignore[attr-defined,no-any-return]
+
+
+def middle_x(artist: Any) -> float:
+    return float(artist.get_x() + artist.get_width() / 2)
+
+
+def test_a_command_is_drawn_in_the_lanes_of_aggregate_store_and_bus_in_order() -> None:
+    store, bus = shop_store()
+    with UnitOfWork(store, bus) as uow:
+        uow.orders.get("o-1").pay()
+        results = uow.commit()
+    with no_warnings():
+        figure = draw_unit_of_work(uow, results, command="order.pay()")
+        figure_to_png(figure)
+    drawn = artists(figure)
+    assert [label(drawn, f"work-{row}").split("\n")[0] for row in range(1, 6)] == [
+        "1. load",
+        "command:",
+        "2. save",
+        "3. publish",
+        "5 handler calls",
+    ]
+    assert label(drawn, "work-3") == "2. save\nOrderPaid to order-o-1,\nversion 1 -> 2"
+    aggregate, store_lane, bus_lane = (middle_x(drawn[f"work-{row}"]) for row in (2, 3, 4))
+    assert aggregate < store_lane < bus_lane
+    assert middle_x(drawn["work-1"]) == store_lane and middle_x(drawn["work-5"]) == bus_lane
+    heights = [drawn[f"work-{row}"].get_y() for row in range(1, 6)]
+    assert heights == sorted(heights, reverse=True)
+    assert face(drawn["work-3"]) == to_rgba(COLOURS["call"][0])
+    assert face(drawn["work-4"]) == to_rgba(COLOURS["event"][0])
+    # commit() spans the save, the publish and the handler calls.
+    bar = drawn["commit"]
+    assert bar.get_y() == pytest.approx(drawn["work-5"].get_y())
+    top = drawn["work-3"].get_y() + drawn["work-3"].get_height()
+    assert bar.get_y() + bar.get_height() == pytest.approx(top)
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert "UnitOfWork: load → save → publish" in texts
+
+
+def test_publishing_before_commit_is_drawn_with_the_handlers_above_the_conflict() -> None:
+    store, bus = shop_store()
+    clerk, customer = UnitOfWork(store, bus), PublishBeforeCommitUnitOfWork(store, bus)
+    clerk.orders.get("o-1").cancel("out of stock")
+    customer.orders.get("o-1").pay()
+    clerk.commit()
+    with pytest.raises(ConcurrencyError):
+        customer.commit()
+    drawn = artists(draw_unit_of_work(customer))
+    assert label(drawn, "work-2") == "2. publish\nOrderPaid"
+    assert label(drawn, "work-3") == (
+        "heard by 3 handlers\nmark_paid, send_receipt,\nrequest_shipment"
+    )
+    assert label(drawn, "work-4") == "3. conflict\norder-o-1: ConcurrencyError"
+    assert drawn["work-3"].get_y() > drawn["work-4"].get_y()
+    assert face(drawn["work-4"]) == to_rgba(COLOURS["failed"][0])
+
+
+def test_a_refused_commit_publishes_nothing_and_shows_the_discard() -> None:
+    store, bus = shop_store()
+    clerk = UnitOfWork(store, bus)
+    clerk.orders.get("o-1").cancel("out of stock")
+    with pytest.raises(ConcurrencyError), UnitOfWork(store, bus) as customer:
+        customer.orders.get("o-1").pay()
+        clerk.commit()
+        customer.commit()
+    drawn = artists(draw_unit_of_work(customer))
+    assert [label(drawn, f"work-{row}").split("\n")[0] for row in (1, 2, 3)] == [
+        "1. load",
+        "2. conflict",
+        "3. discard",
+    ]
+    assert "work-4" not in drawn
+    assert face(drawn["work-3"]) == to_rgba(COLOURS["pending"][0])
+    assert drawn["work-3"].get_linestyle() == "--"
+
+
+def test_a_handler_failure_after_the_commit_colours_the_handler_calls_red() -> None:
+    store, bus = shop_store()
+    bus.register(OrderPaid, send_receipt)  # raises ConnectionError
+    with UnitOfWork(store, bus) as uow:
+        uow.orders.get("o-1").pay()
+        results = uow.commit()
+    drawn = artists(draw_unit_of_work(uow, results))
+    assert label(drawn, "work-4").startswith("6 handler calls, 1 failed\n")
+    assert face(drawn["work-4"]) == to_rgba(COLOURS["failed"][0])
+
+
+def test_a_unit_of_work_that_did_nothing_says_so() -> None:
+    with no_warnings():
+        figure = draw_unit_of_work(UnitOfWork(InMemoryEventStore(), EventBus()))
+        figure_to_png(figure)
+    assert "UnitOfWork: nothing done yet" in [t.get_text() for t in figure.axes[0].texts]

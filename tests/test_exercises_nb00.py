@@ -1,0 +1,130 @@
+"""The checks of notebook 00: each fails on the notebook's stub and on another plausible wrong
+answer, saying what to fix, and passes on the published solution."""
+
+from __future__ import annotations
+
+from eda_lesson.exercises import nb00 as check
+from eda_lesson.shop import OrderCreated
+
+# ---------------------------------------------------------------------- exercise 1
+
+
+def test_ex1_commands_left_as_they_are_are_called_instructions() -> None:
+    feedback = check.ex1(["PlaceOrder", "RefundPayment", "ShipParcel", "RegisterCustomer"])
+    assert not feedback
+    assert "'PlaceOrder' still reads as an instruction" in feedback.message
+    assert "OrderPlaced" in feedback.hint
+
+
+def test_ex1_a_present_tense_name_is_refused_with_a_past_tense_suggestion() -> None:
+    feedback = check.ex1(["OrderPlaced", "PaymentRefund", "ParcelShipped", "CustomerRegistered"])
+    assert not feedback
+    assert "'PaymentRefund'" in feedback.message and "instruction" in feedback.message
+    assert "PaymentRefunded" in feedback.hint
+
+
+def test_ex1_a_name_that_forgets_what_it_is_about_is_refused() -> None:
+    feedback = check.ex1(["Placed", "PaymentRefunded", "ParcelShipped", "CustomerRegistered"])
+    assert not feedback
+    assert "should contain 'Order'" in feedback.message
+
+
+def test_ex1_snake_case_and_wrong_lengths_are_refused() -> None:
+    assert "CamelCase" in check.ex1(["order_placed", "b", "c", "d"]).message
+    assert "a list of 4 names" in check.ex1(["OrderPlaced"]).message
+
+
+def test_ex1_past_tense_names_pass() -> None:
+    feedback = check.ex1(["OrderPlaced", "PaymentRefunded", "ParcelShipped", "CustomerSignedUp"])
+    assert feedback, feedback
+
+
+# ---------------------------------------------------------------------- exercise 2
+
+
+def test_ex2_the_stub_with_a_command_in_it_is_told_which_one() -> None:
+    feedback = check.ex2({"OrderPlaced", "SendInvoice"})
+    assert not feedback
+    assert feedback.message.startswith("SendInvoice is a command")
+    assert "past tense" in feedback.hint
+
+
+def test_ex2_a_missing_event_is_named() -> None:
+    feedback = check.ex2({"OrderPlaced", "ParcelDelivered"})
+    assert not feedback
+    assert feedback.message.startswith("PaymentDeclined is missing")
+
+
+def test_ex2_a_misspelt_name_is_pointed_out() -> None:
+    feedback = check.ex2({"OrderPlaced", "PaymentDeclined", "ParcelDelivred"})
+    assert not feedback
+    assert "'ParcelDelivred'" in feedback.message and "ParcelDelivered" in feedback.hint
+
+
+def test_ex2_a_single_string_is_not_a_set_of_names() -> None:
+    assert "should be a set of names" in check.ex2("OrderPlaced").message
+
+
+def test_ex2_the_three_events_pass_in_any_collection() -> None:
+    assert check.ex2({"OrderPlaced", "PaymentDeclined", "ParcelDelivered"})
+    assert check.ex2(["ParcelDelivered", "OrderPlaced", "PaymentDeclined"])
+
+
+# ---------------------------------------------------------------------- exercise 3
+
+
+def stub_thank_customer(event: OrderCreated) -> None:
+    pass
+
+
+def thanks_without_names(event: OrderCreated) -> None:
+    print("Thank you for your order!")
+
+
+def returns_its_thanks(event: OrderCreated) -> str:
+    return f"Thank you, {event.customer_id}! Order {event.order_id} is confirmed."
+
+
+def takes_no_event() -> None:
+    print("hello")
+
+
+def thank_customer(event: OrderCreated) -> None:
+    print(f"Thank you, {event.customer_id}! Order {event.order_id} is confirmed.")
+
+
+def test_ex3_the_stub_prints_nothing() -> None:
+    feedback = check.ex3(stub_thank_customer)
+    assert not feedback
+    assert feedback.message == "your handler printed nothing"
+    assert "print(" in feedback.hint
+
+
+def test_ex3_a_fixed_sentence_does_not_name_the_customer() -> None:
+    feedback = check.ex3(thanks_without_names)
+    assert not feedback
+    assert "does not mention 'c-3'" in feedback.message
+    assert "event.customer_id" in feedback.hint
+
+
+def test_ex3_returning_text_instead_of_printing_it_fails_in_the_bus() -> None:
+    feedback = check.ex3(returns_its_thanks)
+    assert not feedback
+    assert feedback.message.startswith("your handler failed: TypeError")
+    assert "returns nothing" in feedback.hint
+
+
+def test_ex3_a_function_without_a_parameter_is_refused_by_the_bus() -> None:
+    feedback = check.ex3(takes_no_event)
+    assert not feedback
+    assert "the bus refused your handler" in feedback.message
+
+
+def test_ex3_passing_the_result_of_a_call_is_explained() -> None:
+    assert "pass your handler function itself" in check.ex3(None).message
+
+
+def test_ex3_a_handler_that_thanks_the_customer_by_name_passes() -> None:
+    feedback = check.ex3(thank_customer)
+    assert feedback, feedback
+    assert repr(feedback).startswith("Correct!")

@@ -1,0 +1,180 @@
+"""The checks of notebook 06: each fails on the notebook's stub and on plausible wrong
+answers, with a message saying what went wrong, and passes on the published solution."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from eda_lesson.asyncbus import AsyncEventBus, EventQueue, partial_result
+from eda_lesson.clock import current_clock
+from eda_lesson.exercises import nb06 as check
+from eda_lesson.result import DispatchResult
+from eda_lesson.shop import OrderPaid
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+@dataclass(frozen=True)
+class FraudChecked:
+    order_id: str
+
+
+# ---------------------------------------------------------------------- exercise 1
+
+
+def check_fraud_stub(event: OrderPaid) -> None:
+    pass
+
+
+async def check_fraud_solution(event: OrderPaid) -> FraudChecked:
+    await asyncio.sleep(0.4)
+    return FraudChecked(event.order_id)
+
+
+async def check_fraud_blocking(event: OrderPaid) -> FraudChecked:
+    current_clock().sleep(0.4)  # a blocking wait: the loop cannot run anything else
+    return FraudChecked(event.order_id)
+
+
+async def check_fraud_too_quick(event: OrderPaid) -> FraudChecked:
+    await asyncio.sleep(0.04)
+    return FraudChecked(event.order_id)
+
+
+async def check_fraud_forgetting_the_event(event: OrderPaid) -> None:
+    await asyncio.sleep(0.4)
+
+
+def test_ex1_passes_on_the_solution() -> None:
+    feedback = check.ex1(check_fraud_solution)
+    assert feedback.passed, feedback
+
+
+def test_ex1_says_a_plain_function_cannot_let_others_run() -> None:
+    feedback = check.ex1(check_fraud_stub)
+    assert not feedback.passed and "plain function" in feedback.message
+    assert "async def" in feedback.hint
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (check_fraud_blocking, "send_receipt, which needs 0.1 s, finished at 0.5 s"),
+        (check_fraud_too_quick, "check_fraud took 0.04 s of virtual time"),
+        (check_fraud_forgetting_the_event, "check_fraud produced []"),
+    ],
+)
+def test_ex1_explains_each_wrong_handler(answer: Any, words: str) -> None:
+    feedback = check.ex1(answer)
+    assert not feedback.passed and words in feedback.message, feedback
+
+
+# ---------------------------------------------------------------------- exercise 2
+
+
+async def handle_in_order_stub(bus: AsyncEventBus, events: list[Any]) -> None:
+    await asyncio.gather(*(bus.dispatch(event) for event in events))
+
+
+async def handle_in_order_solution(bus: AsyncEventBus, events: list[Any]) -> EventQueue:
+    async with bus.queue(maxsize=2) as queue:
+        for event in events:
+            await queue.publish(event)
+    return queue
+
+
+async def handle_with_three_workers(bus: AsyncEventBus, events: list[Any]) -> EventQueue:
+    async with bus.queue(maxsize=2, workers=3) as queue:
+        for event in events:
+            await queue.publish(event)
+    return queue
+
+
+async def handle_unbounded(bus: AsyncEventBus, events: list[Any]) -> EventQueue:
+    async with bus.queue() as queue:
+        for event in events:
+            await queue.publish(event)
+    return queue
+
+
+def test_ex2_passes_on_the_solution() -> None:
+    feedback = check.ex2(handle_in_order_solution)
+    assert feedback.passed, feedback
+    assert "at most 2 waiting" in feedback.message
+
+
+def test_ex2_asks_the_stub_for_the_queue() -> None:
+    feedback = check.ex2(handle_in_order_stub)
+    assert not feedback.passed and "returned NoneType; return the queue" in feedback.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (handle_with_three_workers, "not in the order published"),
+        (handle_unbounded, "up to 5 events waited in the queue at once"),
+    ],
+)
+def test_ex2_explains_each_wrong_queue(answer: Any, words: str) -> None:
+    feedback = check.ex2(answer)
+    assert not feedback.passed and words in feedback.message, feedback
+
+
+def test_ex2_wants_a_coroutine_function() -> None:
+    feedback = check.ex2(lambda bus, events: None)  # type: ignore[arg-type,return-value]
+    assert not feedback.passed and "async def" in feedback.message
+
+
+# ---------------------------------------------------------------------- exercise 3
+
+
+async def dispatch_within_stub(bus: AsyncEventBus, event: object, seconds: float) -> Any:
+    return await bus.dispatch(event)
+
+
+async def dispatch_within_solution(
+    bus: AsyncEventBus, event: object, seconds: float
+) -> DispatchResult | None:
+    try:
+        async with asyncio.timeout(seconds):
+            return await bus.dispatch(event)
+    except TimeoutError as error:
+        return partial_result(error)
+
+
+async def dispatch_within_giving_up(bus: AsyncEventBus, event: object, seconds: float) -> Any:
+    try:
+        async with asyncio.timeout(seconds):
+            return await bus.dispatch(event)
+    except TimeoutError:
+        return None
+
+
+async def dispatch_within_wait_for(
+    bus: AsyncEventBus, event: object, seconds: float
+) -> DispatchResult | None:
+    try:
+        return await asyncio.wait_for(bus.dispatch(event), seconds)
+    except TimeoutError as error:
+        return partial_result(error)
+
+
+def test_ex3_passes_on_the_solution_and_on_wait_for() -> None:
+    assert check.ex3(dispatch_within_solution).passed
+    assert check.ex3(dispatch_within_wait_for).passed
+
+
+def test_ex3_says_the_stub_ran_past_the_limit() -> None:
+    feedback = check.ex3(dispatch_within_stub)
+    assert not feedback.passed
+    assert "the dispatch ran until 1 s; it should stop at 0.35 s" in feedback.message
+
+
+def test_ex3_asks_for_the_partial_result_instead_of_nothing() -> None:
+    feedback = check.ex3(dispatch_within_giving_up)
+    assert not feedback.passed and "returned None" in feedback.message
+    assert "partial_result(error)" in feedback.hint

@@ -1,0 +1,291 @@
+"""The checks of notebook 07's exercises: each fails on the notebook's starting point and on
+plausible wrong answers, saying what is wrong, and passes on the published solution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eda_lesson import DispatchResult, EventBus
+from eda_lesson.exercises import Feedback
+from eda_lesson.exercises import nb07 as check
+from eda_lesson.projections import Projection, when
+from eda_lesson.shop import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
+from eda_lesson.store import ConcurrencyError, EventStore
+from eda_lesson.unit_of_work import UnitOfWork
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def not_yet(feedback: Feedback, *words: str) -> None:
+    text = repr(feedback)
+    assert text.startswith("Not yet."), text
+    for word in words:
+        assert word in text, f"{word!r} not in {text!r}"
+
+
+def correct(feedback: Feedback) -> None:
+    assert repr(feedback).startswith("Correct!"), repr(feedback)
+
+
+# ---------------------------------------------------------------------- exercise 1
+
+
+def evolve_stub(state: dict[str, Any], event: object) -> dict[str, Any]:
+    return state
+
+
+def evolve_mutating(state: dict[str, Any], event: object) -> dict[str, Any]:
+    if isinstance(event, OrderCreated):
+        state["status"] = "created"
+    elif isinstance(event, OrderPaid):
+        state["status"], state["paid"] = "paid", event.amount
+    elif isinstance(event, OrderCancelled):
+        state["status"] = "cancelled"
+    elif isinstance(event, OrderShipped):
+        state["status"] = "shipped"
+    return state
+
+
+def evolve_refunding(state: dict[str, Any], event: object) -> dict[str, Any]:
+    """Wrong: zeroes the money on cancel, which the Order does not do."""
+    if isinstance(event, OrderCancelled):
+        return {**state, "status": "cancelled", "paid": 0.0}
+    return evolve(state, event)
+
+
+def evolve(state: dict[str, Any], event: object) -> dict[str, Any]:
+    """The published solution."""
+    if isinstance(event, OrderCreated):
+        return {**state, "status": "created"}
+    if isinstance(event, OrderPaid):
+        return {**state, "status": "paid", "paid": event.amount}
+    if isinstance(event, OrderCancelled):
+        return {**state, "status": "cancelled"}
+    if isinstance(event, OrderShipped):
+        return {**state, "status": "shipped"}
+    return state
+
+
+def test_ex1_fails_on_the_stub_naming_the_first_event_it_missed() -> None:
+    not_yet(check.ex1(evolve_stub), "after OrderCreated", "'created'")
+
+
+def test_ex1_fails_when_the_state_given_is_changed_in_place() -> None:
+    not_yet(check.ex1(evolve_mutating), "changed the starting state", "return a new dict")
+
+
+def test_ex1_fails_when_cancelling_forgets_the_payment() -> None:
+    not_yet(check.ex1(evolve_refunding), "OrderCancelled", "'paid': 15.0")
+
+
+def test_ex1_refuses_something_that_is_not_a_function() -> None:
+    not_yet(check.ex1({"status": "new"}), "pass your function itself")
+
+
+def test_ex1_passes_on_the_solution() -> None:
+    correct(check.ex1(evolve))
+
+
+# ---------------------------------------------------------------------- exercise 2
+
+
+def cancel_stub(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    with UnitOfWork(store, bus) as uow:
+        uow.orders.get(order_id).cancel(reason)
+        return uow.commit()
+
+
+def cancel_retrying_the_save_only(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    with UnitOfWork(store, bus) as uow:
+        uow.orders.get(order_id).cancel(reason)
+        for attempt in range(3):
+            try:
+                return uow.commit()
+            except ConcurrencyError:
+                if attempt == 2:
+                    raise
+    return None
+
+
+def cancel_swallowing(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    try:
+        return cancel_stub(store, bus, order_id, reason)
+    except ConcurrencyError:
+        return []
+
+
+def cancel_retrying_everything(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    for _ in range(3):
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except Exception:
+            continue
+    return None
+
+
+def cancel_with_retry(
+    store: EventStore, bus: EventBus, order_id: str, reason: str, attempts: int = 3
+) -> list[DispatchResult]:
+    """The published solution."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with UnitOfWork(store, bus) as uow:
+                uow.orders.get(order_id).cancel(reason)
+                return uow.commit()
+        except ConcurrencyError:
+            if attempt == attempts:
+                raise
+    return []
+
+
+def test_ex2_fails_on_the_stub_because_the_conflict_escapes() -> None:
+    not_yet(check.ex2(cancel_stub), "ConcurrencyError got out", "catch ConcurrencyError")
+
+
+def test_ex2_fails_when_only_the_save_is_retried() -> None:
+    not_yet(check.ex2(cancel_retrying_the_save_only), "saved 3 times", "loads the order again")
+
+
+def test_ex2_fails_when_the_conflict_is_swallowed() -> None:
+    not_yet(check.ex2(cancel_swallowing), "did not land", "do not swallow")
+
+
+def test_ex2_fails_when_a_refusal_is_retried_and_hidden() -> None:
+    not_yet(check.ex2(cancel_retrying_everything), "returned quietly", "DomainError")
+
+
+def test_ex2_passes_on_the_solution() -> None:
+    correct(check.ex2(cancel_with_retry))
+
+
+def test_the_busy_store_really_conflicts_once() -> None:
+    store = check.BusyStore()
+    store.append("order-o-1", [OrderCreated("o-1", "c-7", 3.0)], 0)
+    first = store.read("order-o-1")
+    with pytest.raises(ConcurrencyError):
+        store.append("order-o-1", [OrderCancelled("o-1")], len(first))
+    again = store.read("order-o-1")
+    assert store.append("order-o-1", [OrderCancelled("o-1")], len(again)) == 3
+
+
+# ---------------------------------------------------------------------- exercise 3
+
+
+class StubProjection(Projection):
+    def reset(self) -> None:
+        super().reset()
+        self.orders: dict[str, int] = {}
+
+
+class CountsInInit(Projection):
+    def __init__(self) -> None:
+        self.orders: dict[str, int] = {}
+        super().__init__()
+
+    @when(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
+
+
+class CountsEveryEvent(Projection):
+    def reset(self) -> None:
+        super().reset()
+        self.orders: dict[str, int] = {}
+
+    @when(OrderCreated, OrderPaid)
+    def _any(self, event: Any) -> None:
+        customer = getattr(event, "customer_id", "c-7")
+        self.orders[customer] = self.orders.get(customer, 0) + 1
+
+
+class OrdersPerCustomer(Projection):
+    """The published solution."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.orders: dict[str, int] = {}
+
+    @when(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
+
+
+def test_ex3_fails_on_the_stub_which_counts_nothing() -> None:
+    not_yet(check.ex3(StubProjection), "orders is {}", "@when(OrderCreated)")
+
+
+def test_ex3_fails_when_the_read_model_is_kept_out_of_reset() -> None:
+    not_yet(check.ex3(CountsInInit), "after rebuild()", "reset()")
+
+
+def test_ex3_fails_when_other_events_are_counted() -> None:
+    not_yet(check.ex3(CountsEveryEvent), "after catching up", "'c-7': 4")
+
+
+def test_ex3_refuses_an_instance_or_a_plain_class() -> None:
+    not_yet(check.ex3(OrdersPerCustomer()), "pass your Projection class")
+    not_yet(check.ex3(dict), "pass your Projection class")
+
+
+def test_ex3_passes_on_the_solution() -> None:
+    correct(check.ex3(OrdersPerCustomer))
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+
+def upcast_stub(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+def upcast_keeping_old_keys(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "customer_id": payload["customer"], "total": payload["total_cents"] / 100}
+
+
+def upcast_in_cents(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "order_id": payload["order_id"],
+        "customer_id": payload["customer"],
+        "total": float(payload["total_cents"]),
+        "items": [],
+    }
+
+
+def order_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """The published solution."""
+    return {
+        "order_id": payload["order_id"],
+        "customer_id": payload["customer"],
+        "total": payload["total_cents"] / 100,
+        "items": [],
+    }
+
+
+def test_ex4_fails_on_the_stub_saying_which_fields_do_not_fit() -> None:
+    not_yet(
+        check.ex4(upcast_stub),
+        "reading the old rows failed",
+        "customer, total_cents",
+        "today's shape",
+    )
+
+
+def test_ex4_fails_when_the_old_keys_stay() -> None:
+    not_yet(check.ex4(upcast_keeping_old_keys), "does not have: customer", "take the old keys")
+
+
+def test_ex4_fails_when_cents_are_read_as_euros() -> None:
+    not_yet(check.ex4(upcast_in_cents), "total=4250.0", "total_cents / 100")
+
+
+def test_ex4_passes_on_the_solution() -> None:
+    correct(check.ex4(order_created_v1_to_v2))
+
+
+def test_feedback_is_the_same_on_every_run() -> None:
+    assert repr(check.ex4(upcast_stub)) == repr(check.ex4(upcast_stub))
+    assert repr(check.ex2(cancel_stub)) == repr(check.ex2(cancel_stub))
