@@ -9,14 +9,11 @@ point. ``--quick`` makes a short smoke run.
 
 from __future__ import annotations
 
-import argparse
-import gc
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from timing import measure, parse_arguments, print_setting
 
 from eda_lesson import EventBus
 
@@ -170,37 +167,6 @@ def cascade_cases() -> dict[str, Callable[[], object]]:
     }
 
 
-# ---------------------------------------------------------------------- measuring
-
-
-def time_per_call(case: Callable[[], object], loops: int) -> float:
-    """Nanoseconds per call of ``case`` over ``loops`` calls, minus the empty loop's cost."""
-    start = time.perf_counter_ns()
-    for _ in range(loops):
-        case()
-    return (time.perf_counter_ns() - start) / loops
-
-
-def measure(cases: dict[str, Callable[[], object]], rounds: int, loops: int) -> dict[str, float]:
-    """Median ns per call of each case; cases take turns every round so drift hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    baseline: list[float] = []
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            baseline.append(time_per_call(_nothing, loops))
-            for name, case in cases.items():
-                samples[name].append(time_per_call(case, loops))
-    finally:
-        gc.enable()
-    overhead = statistics.median(baseline)  # the loop and the lambda call, paid by every case
-    return {name: statistics.median(values) - overhead for name, values in samples.items()}
-
-
-def _nothing() -> None:
-    pass
-
-
 def print_table(title: str, results: dict[str, float], reference: str) -> None:
     print(f"\n{title}")
     print(f"{'case':48} {'ns/dispatch':>12} {'x reference':>12}")
@@ -209,16 +175,8 @@ def print_table(title: str, results: dict[str, float], reference: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="rounds per case (median taken)")
-    parser.add_argument("--loops", type=int, default=50_000, help="dispatches per round")
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = parser.parse_args(argv)
-    rounds, loops = (3, 2_000) if args.quick else (args.rounds, args.loops)
-    print(
-        f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}; "
-        f"median of {rounds} rounds x {loops:,} dispatches; loop overhead subtracted"
-    )
+    rounds, loops = parse_arguments((__doc__ or "").splitlines()[0], argv)
+    print_setting(rounds, loops)
     print_table(
         "One handler", measure(one_handler_cases(), rounds, loops), "reference bus (dict of lists)"
     )

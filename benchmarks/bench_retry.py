@@ -11,15 +11,12 @@ most 1.5x the plain dispatch.
 
 from __future__ import annotations
 
-import argparse
-import gc
 import itertools
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from timing import measure, parse_arguments, print_setting
 
 from eda_lesson import EventBus, Middleware
 from eda_lesson.clock import VirtualClock
@@ -88,49 +85,9 @@ def cases() -> dict[str, Callable[[], object]]:
     }
 
 
-# ---------------------------------------------------------------------- measuring
-
-
-def time_per_call(case: Callable[[], object], loops: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(loops):
-        case()
-    return (time.perf_counter_ns() - start) / loops
-
-
-def measure(
-    all_cases: dict[str, Callable[[], object]], rounds: int, loops: int
-) -> dict[str, float]:
-    """Median ns per call of each case; cases take turns every round so drift hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in all_cases}
-    baseline: list[float] = []
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            baseline.append(time_per_call(_nothing, loops))
-            for name, case in all_cases.items():
-                samples[name].append(time_per_call(case, loops))
-    finally:
-        gc.enable()
-    overhead = statistics.median(baseline)
-    return {name: statistics.median(values) - overhead for name, values in samples.items()}
-
-
-def _nothing() -> None:
-    pass
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="rounds per case (median taken)")
-    parser.add_argument("--loops", type=int, default=50_000, help="dispatches per round")
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = parser.parse_args(argv)
-    rounds, loops = (3, 2_000) if args.quick else (args.rounds, args.loops)
-    print(
-        f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}; "
-        f"median of {rounds} rounds x {loops:,} dispatches; loop overhead subtracted"
-    )
+    rounds, loops = parse_arguments((__doc__ or "").splitlines()[0], argv)
+    print_setting(rounds, loops)
     results = measure(cases(), rounds, loops)
     plain = results["plain dispatch (no middleware)"]
     print(f"\n{'case':48} {'ns/dispatch':>12} {'x plain':>8}")

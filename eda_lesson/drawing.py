@@ -560,25 +560,28 @@ class _Canvas:
         for number, key in enumerate(legend):
             x = start + (number % 4) * LEGEND_COLUMN
             y = MARGIN + (rows - 1 - number // 4) * LEGEND_ROW
-            if key.line:
-                swatch: Artist = Line2D(
-                    [x, x + 0.3], [y, y], color=key.edge, linestyle=key.dashes, linewidth=key.width
-                )
-            else:
-                swatch = Rectangle(
-                    (x, y - 0.07),
-                    0.3,
-                    0.14,
-                    facecolor=key.face,
-                    edgecolor=key.edge,
-                    linestyle=key.dashes,
-                    linewidth=key.width,
-                )
-            self._add(swatch)
+            self._add(_swatch(key, x, y))
             self.text(x + 0.4, y, key.label, ha="left", va="center", fontsize=8, color=TEXT)
 
 
 _CENTRED: dict[str, Any] = {"ha": "center", "va": "center", "color": TEXT}
+
+
+def _swatch(key: _Key, x: float, y: float) -> Artist:
+    """The small sample of a legend entry whose left end is at (x, y): a line or a box."""
+    if key.line:
+        return Line2D(
+            [x, x + 0.3], [y, y], color=key.edge, linestyle=key.dashes, linewidth=key.width
+        )
+    return Rectangle(
+        (x, y - 0.07),
+        0.3,
+        0.14,
+        facecolor=key.face,
+        edgecolor=key.edge,
+        linestyle=key.dashes,
+        linewidth=key.width,
+    )
 
 
 def _root_figure(ax: Axes) -> Figure:
@@ -978,20 +981,7 @@ def _finish_inches(ax: Axes, width: float, height: float, title: str, legend: li
     spans = [0.4 + 0.062 * len(key.label) + 0.3 for key in legend]
     x, y = (width - sum(spans) + 0.3) / 2, MARGIN
     for key, span in zip(legend, spans, strict=True):
-        swatch: Artist
-        if key.line:
-            swatch = Line2D([x, x + 0.3], [y, y], color=key.edge, linewidth=1.4)
-        else:
-            swatch = Rectangle(
-                (x, y - 0.07),
-                0.3,
-                0.14,
-                facecolor=key.face,
-                edgecolor=key.edge,
-                linestyle=key.dashes,
-                linewidth=key.width,
-            )
-        ax.add_artist(swatch)
+        ax.add_artist(_swatch(key, x, y))
         _text(ax, x + 0.4, y, key.label, ha="left", fontsize=8)
         x += span
 
