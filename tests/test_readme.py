@@ -33,3 +33,10 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_readme_opens_the_notebooks_in_jupyterlab() -> None:
     commands = [c.strip() for c in fenced_blocks("bash")]
     assert any("jupyter lab notebooks/" in c and "pip install -e ." in c for c in commands)
+
+
+def test_the_notebook_map_links_every_notebook() -> None:
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks
+    missing = [name for name in notebooks if f"](notebooks/{name})" not in README]
+    assert not missing, f"add these to the README's notebook map: {missing}"
