@@ -185,12 +185,15 @@ def execute(path: Path, timeout: int = 300) -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)  # old timestamps, see record_timing below
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=True,
+        record_timing=False,  # timestamps in cell metadata would change on every run
     )
     client.execute()
     nbformat.write(notebook, path)
