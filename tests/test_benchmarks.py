@@ -18,6 +18,7 @@ ROWS = {
     "bench_store.py": r"^eda_lesson SQLite \(WAL, FULL\)\s+[\d,]+\s+\d+\.\d\d$",
     "bench_redraw.py": r"^slowest step redraw: [\d.]+ ms",
     "bench_async.py": r"^eda_lesson AsyncEventBus sequential, 1 handler\s+\d+\s+\d+\.\d\d$",
+    "bench_broker.py": r"^eda_lesson outbox -> relay -> streams -> 1 worker\s+[\d,]+\s+\d+\.\d\d$",
     "bench_retry.py": r"^eda_lesson retry, no failure\s+\d+\s+\d+\.\d\d$",
 }
 
