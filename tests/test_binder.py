@@ -38,7 +38,9 @@ def require_binary(name: str, install: str) -> str:
 
 @pytest.fixture(scope="module")
 def dockerfile() -> str:
-    repo2docker = require_binary("jupyter-repo2docker", 'pip install -e ".[test]"')
+    repo2docker = str(Path(sys.executable).with_name("jupyter-repo2docker"))
+    if not Path(repo2docker).exists():
+        repo2docker = require_binary("jupyter-repo2docker", 'pip install -e ".[test]"')
     run = subprocess.run(
         [repo2docker, "--no-build", "--debug", str(ROOT)],
         capture_output=True,
