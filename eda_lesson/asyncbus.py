@@ -303,16 +303,12 @@ class AsyncEventBus(EventBus):
                         else:
                             _store_times(result.log, index, plan, times, None)
                         times = None
-                log = result.log
-                if log is None:  # nothing was produced, nothing failed: the common case
+                if result.log is None:  # nothing was produced, nothing failed: the common case
                     return result
                 index += 1
-                if index == len(log.queue):
-                    log.finished = True
+                if not self._next_in_queue(result.log, index):
                     return result
-                event = log.queue[index]
-                plan = self._plans.get(type(event)) or self._plan_for_event(event)
-                log.plans.append(plan)
+                event, plan = result.log.queue[index], result.log.plans[index]
         except asyncio.CancelledError as cancelled:
             if subscription is not None:
                 _record_cancelled_in_turn(result, index, plan, subscription, times, now)

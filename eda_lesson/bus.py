@@ -43,6 +43,7 @@ from typing import Any, TypeVar, overload
 
 from eda_lesson.result import (
     CascadeLimitError,
+    CascadeLog,
     DispatchResult,
     Plan,
     describe_value,
@@ -300,18 +301,24 @@ class EventBus:
                         produced = None
                     if produced is not None or result.log is not None:
                         self._collect(result, index, subscription, produced)
-                log = result.log
-                if log is None:  # nothing was produced, nothing failed: the common case
+                if result.log is None:  # nothing was produced, nothing failed: the common case
                     return result
                 index += 1
-                if index == len(log.queue):
-                    log.finished = True
+                if not self._next_in_queue(result.log, index):
                     return result
-                event = log.queue[index]
-                plan = self._plans.get(type(event)) or self._plan_for_event(event)
-                log.plans.append(plan)
+                event, plan = result.log.queue[index], result.log.plans[index]
         finally:
             running.pop()
+
+    def _next_in_queue(self, log: CascadeLog, index: int) -> bool:
+        """Plan the queued event at ``index``; False (and the log marked finished) when the
+        queue is done. Buses built on this one share it."""
+        if index == len(log.queue):
+            log.finished = True
+            return False
+        event = log.queue[index]
+        log.plans.append(self._plans.get(type(event)) or self._plan_for_event(event))
+        return True
 
     def _fail(
         self, result: DispatchResult, index: int, subscription: Subscription, error: Exception

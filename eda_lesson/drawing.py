@@ -450,15 +450,7 @@ class _Canvas:
         width = max(MIN_WIDTH, content + 2 * MARGIN)
         bottom = MARGIN + legend_rows * LEGEND_ROW
         height = TITLE_HEIGHT + rows * ROW + bottom
-        if ax is None:
-            figure: Figure = NotebookFigure(figsize=(width, height))
-            ax = figure.add_axes((0, 0, 1, 1))
-        else:
-            figure = _root_figure(ax)
-        ax.set_xlim(0, width)
-        ax.set_ylim(0, height)
-        ax.set_aspect("equal")
-        ax.set_axis_off()
+        figure, ax = _inch_axes(ax, width, height)
         left = (width - content) / 2 + left_room + BOX_WIDTH / 2
         middle = bottom + rows * ROW / 2
         return cls(figure, ax, width, height, left, middle)
