@@ -60,16 +60,22 @@ import concurrent.futures
 import contextvars
 import inspect
 import selectors
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from inspect import isawaitable
-from types import CoroutineType, TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Literal, TypeVar
 
-from eda_lesson.bus import EventBus, Middleware, Subscription, checked_event
+from eda_lesson.bus import (
+    BaseBus,
+    EventSource,
+    Middleware,
+    Subscription,
+    checked_message,
+    produced_messages,
+)
 from eda_lesson.clock import Clock, VirtualClock, running_clock
-from eda_lesson.result import CascadeLog, DispatchResult, HandlerCall, Plan, describe_value
+from eda_lesson.result import CascadeLimitError, DispatchResult, Plan, describe_value
 
 __all__ = [
     "AsyncEventBus",
@@ -77,7 +83,6 @@ __all__ = [
     "EventQueue",
     "HandlerCancelledError",
     "Publication",
-    "TimedDispatchResult",
     "VirtualTimeLoop",
     "partial_result",
     "run_on_clock",
@@ -86,6 +91,7 @@ __all__ = [
 T = TypeVar("T")
 
 Concurrency = Literal["sequential", "concurrent"]
+Cause = tuple[int, Subscription]
 
 _PARTIAL_RESULT = "partial_result"  # the attribute a cancelled dispatch sets on the error
 
@@ -94,128 +100,34 @@ class HandlerCancelledError(Exception):
     """A handler call was still running when its dispatch was cancelled."""
 
 
-class _Inbox(Protocol):
-    """Where a running handler's dispatches go: the cascade's result (sequential mode), or
-    its own call record (concurrent mode). ``running`` is False once that is over."""
+class _Sender:
+    """Where messages dispatched by code running in one context go: the running handler of
+    a cascade (``cause`` None: the one running now, sequential mode), or one concurrent call,
+    which keeps them in ``inbox`` until its siblings are done and, once it has settled,
+    queues late ones (from a task it started) straight into the cascade, still as its own."""
 
-    running: bool
+    __slots__ = ("cascade", "cause", "inbox", "settled")
 
-    def enqueue_from_handler(self, event: object) -> DispatchResult: ...
-
-
-class _Call:
-    """One handler call running in a task of its own (concurrent mode), and how it went.
-
-    Its task's context points the bus at this record while it runs, so events the handler
-    dispatches are credited to this call rather than to a sibling.
-    """
-
-    __slots__ = ("ended", "error", "finished", "inbox", "produced", "result", "running", "started")
-
-    def __init__(self, result: DispatchResult) -> None:
-        self.result = result
+    def __init__(self, cascade: DispatchResult, cause: Cause | None = None) -> None:
+        self.cascade = cascade
+        self.cause = cause
         self.inbox: list[object] = []
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.produced: object = None
-        self.error: Exception | None = None
-        self.finished = False
-        self.running = True
-
-    def enqueue_from_handler(self, event: object) -> DispatchResult:
-        self.inbox.append(event)
-        return self.result
-
-    async def run(
-        self,
-        cascade: ContextVar[_Inbox | None],
-        call: Callable[[Any], Any],
-        event: object,
-        now: Callable[[], float] | None,
-    ) -> None:
-        cascade.set(self)  # in this task's own copy of the context: no need to reset
-        if now is not None:
-            self.started = now()
-        try:
-            produced = call(event)
-            if produced is not None and _is_awaitable(produced):
-                produced = await produced
-            self.produced = produced
-        except Exception as error:
-            self.error = error
-        self.finished = True
-        if now is not None:
-            self.ended = now()
+        self.settled = False
 
 
-class TimedDispatchResult(DispatchResult):
-    """A :class:`~eda_lesson.result.DispatchResult` that holds the times of a quiet dispatch.
+class AsyncEventBus(BaseBus):
+    """A message bus whose handlers may be ``async def``; ``await bus.dispatch(message)``.
 
-    The core creates a cascade log only when a handler produces an event or fails; a quiet
-    dispatch (one event, every handler returned None) has none. Its handler times wait here
-    as a flat list (start, end, start, end... in plan order) and move into a log the first
-    time somebody reads the calls, so recording them costs a list instead of a log.
-    """
-
-    __slots__ = ("running", "times")
-
-    times: list[float] | None
-    running: bool
-    """True while the cascade runs (handlers' dispatches join it)."""
-
-    def _log_times(self) -> None:
-        times = self.times
-        if times:
-            self.times = None
-            log = self.cascade_log()
-            log.finished = True
-            _store_times(log, 0, self.plan, times, None)
-
-    @property
-    def calls(self) -> tuple[HandlerCall, ...]:
-        self._log_times()
-        return super().calls
-
-    @property
-    def timed(self) -> bool:
-        self._log_times()
-        return super().timed
-
-
-class _Queued(Coroutine[Any, Any, DispatchResult]):
-    """What ``dispatch`` returns inside a handler: the event is queued already, so a plain
-    handler need not await it (and no "never awaited" warning follows); awaiting it gives
-    the running cascade's result at once. A coroutine in type, so that ``dispatch`` always
-    returns one (``asyncio.create_task(bus.dispatch(event))`` type-checks)."""
-
-    __slots__ = ("result",)
-
-    def __init__(self, result: DispatchResult) -> None:
-        self.result = result
-
-    def __await__(self) -> Generator[Any, None, DispatchResult]:
-        yield from ()
-        return self.result
-
-    def send(self, value: Any) -> Any:
-        raise StopIteration(self.result)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        raise typ if val is None else val
-
-    def close(self) -> None:
-        pass
-
-
-class AsyncEventBus(EventBus):
-    """An event bus whose handlers may be ``async def``; ``await bus.dispatch(event)``.
-
-    ``concurrency`` is ``"sequential"`` (an event's handlers one after another, the default)
-    or ``"concurrent"`` (all at once, in a task group). ``clock`` gives the times recorded
-    for each handler call (default: the clock the code runs on, which is virtual inside
+    The sibling of :class:`~eda_lesson.bus.EventBus`: the same registrations, dependencies,
+    middleware and cascade, driven by a loop that awaits. ``concurrency`` is
+    ``"sequential"`` (an event's handlers one after another, the default) or
+    ``"concurrent"`` (all at once, in a task group). ``clock`` gives the times recorded for
+    each handler call (default: the clock the code runs on, which is virtual inside
     :meth:`VirtualClock.run <eda_lesson.clock.VirtualClock.run>`); ``timed=False`` skips
     recording them, for throughput. The other arguments are the core's.
     """
+
+    runs_async_handlers = True
 
     def __init__(
         self,
@@ -226,142 +138,157 @@ class AsyncEventBus(EventBus):
         fail_fast: bool = False,
         max_cascade: int = 1000,
         middleware: Iterable[Middleware] = (),
+        dependencies: Mapping[str, object] | None = None,
+        collect_from: Iterable[EventSource] = (),
     ) -> None:
         if concurrency not in ("sequential", "concurrent"):
             raise ValueError(f'concurrency is "sequential" or "concurrent", got {concurrency!r}')
-        super().__init__(fail_fast=fail_fast, max_cascade=max_cascade, middleware=middleware)
+        super().__init__(
+            fail_fast=fail_fast,
+            max_cascade=max_cascade,
+            middleware=middleware,
+            dependencies=dependencies,
+            collect_from=collect_from,
+        )
         self.concurrency: Concurrency = concurrency
         self.clock = clock
         self.timed = timed
         self._concurrent = concurrency == "concurrent"
-        # The cascade running in this task (or thread) on this bus, as the core keeps one per
-        # thread: a handler's dispatch joins it. Tasks copy their context when created, so a
-        # task a handler starts joins the cascade too while it still runs.
-        self._cascade_here: ContextVar[_Inbox | None] = ContextVar(
-            "eda_lesson_async_cascade", default=None
-        )
+        # The cascade running in this task on this bus, as EventBus keeps one per thread: a
+        # handler's dispatch joins it. Tasks copy their context when created, so a task a
+        # handler starts joins the cascade too while the cascade still runs.
+        self._sender: ContextVar[_Sender | None] = ContextVar("eda_lesson_sender", default=None)
 
     # ------------------------------------------------------------------ dispatch
 
-    # The core's dispatch returns the result; this one returns something to await. The
-    # registration API is shared, so this is a subclass, and the override is deliberate.
-    def dispatch(self, event: object) -> Coroutine[Any, Any, DispatchResult]:  # type: ignore[override]
-        """Handle ``event`` and its whole cascade: ``result = await bus.dispatch(event)``.
+    def dispatch(self, message: object) -> Coroutine[Any, Any, DispatchResult]:
+        """Handle ``message`` and its whole cascade: ``result = await bus.dispatch(message)``.
 
-        Called from inside a handler of this bus, the event joins the running cascade
-        instead (after the current event's handlers) and nothing needs awaiting.
+        Called from inside a handler of this bus (or a task it started, while the cascade
+        runs), the message joins the running cascade instead, after the current message's
+        handlers, and nothing needs awaiting.
         """
-        inbox = self._cascade_here.get()
-        if inbox is not None and inbox.running:
-            return _Queued(inbox.enqueue_from_handler(checked_event(event)))
-        return self._cascade(event)
+        sender = self._sender.get()
+        if sender is None or sender.cascade.finished:
+            return self._run(message)
+        message = checked_message(message)
+        if sender.cause is None:
+            sender.cascade.dispatched_by_handler(message)
+        elif not sender.settled:
+            sender.inbox.append(message)
+        else:
+            self._join_late(sender.cascade, sender.cause, message)
+        return _Queued(sender.cascade)
 
-    async def _cascade(self, event: object) -> DispatchResult:
+    async def _run(self, message: object) -> DispatchResult:
+        cascade = self._start(message)
+        queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
+        collecting = self._collect_from
+        now = self.clock_function() if self.timed else None
+        token = self._sender.set(_Sender(cascade))
+        position, running, started = 0, None, 0.0
         try:
-            plan = self._plans[type(event)]
-        except KeyError:
-            plan = self._plan_for_event(event)
-        result = TimedDispatchResult()
-        result.event = event
-        result.plan = plan
-        result.log = None
-        result.times = None
-        result.running = True
-        now = (self.clock or running_clock.get()).now if self.timed else None
-        read_clock = now or _no_clock  # only read when ``times`` is a list, i.e. when timed
-        token = self._cascade_here.set(result)
-        index = 0
-        subscription: Subscription | None = None
-        times: list[float] | None = None
-        try:
-            while True:
+            while position < len(queue):
+                message, plan = queue[position]
+                cascade.reached = position + 1
                 if self._concurrent and len(plan) > 1:
-                    await self._handle_concurrently(result, index, event, plan, now)
-                else:
-                    times = [] if now is not None else None
-                    for subscription, call in plan:
-                        if times is not None:
-                            times.append(read_clock())
-                        try:
-                            produced = call(event)
-                            # inlined _is_awaitable: this line runs for every handler call
-                            if produced is not None and (
-                                type(produced) is CoroutineType or isawaitable(produced)
-                            ):
-                                produced = await produced
-                        except Exception as error:
-                            produced = None
-                            self._fail(result, index, subscription, error)
-                        if times is not None:
-                            times.append(read_clock())
-                        if produced is not None or result.log is not None:
-                            self._collect(result, index, subscription, produced)
-                    subscription = None
-                    if times:
-                        if result.log is None:
-                            result.times = times  # a quiet dispatch: see TimedDispatchResult
-                        else:
-                            _store_times(result.log, index, plan, times, None)
-                        times = None
-                if result.log is None:  # nothing was produced, nothing failed: the common case
-                    return result
-                index += 1
-                if not self._next_in_queue(result.log, index):
-                    return result
-                event, plan = result.log.queue[index], result.log.plans[index]
+                    await self._handle_concurrently(cascade, position, message, plan, now)
+                    position += 1
+                    continue
+                for running, call in plan:
+                    started = now() if now else 0.0
+                    try:
+                        produced = call(message)
+                        if produced is not None and inspect.isawaitable(produced):
+                            produced = await produced
+                    except Exception as error:
+                        self._failed(cascade, position, running, error)
+                        produced = None
+                    if now:
+                        cascade.record_times((position, running), started, now())
+                    if produced is not None or cascade.dispatched or collecting:
+                        self._after_call(cascade, position, running, produced)
+                running = None
+                position += 1
         except asyncio.CancelledError as cancelled:
-            if subscription is not None:
-                _record_cancelled_in_turn(result, index, plan, subscription, times, now)
-            _attach(cancelled, result)
+            if running is not None:
+                _record_cancelled_in_turn(cascade, position, running, started, now)
+            _attach(cancelled, cascade)
             raise
         finally:
-            result.running = False
-            self._cascade_here.reset(token)
+            self._sender.reset(token)
+        return self._finished(cascade)
 
     async def _handle_concurrently(
         self,
-        result: DispatchResult,
-        index: int,
-        event: object,
+        cascade: DispatchResult,
+        position: int,
+        message: object,
         plan: Plan,
         now: Callable[[], float] | None,
     ) -> None:
-        """Start every handler of one event in its own task; record them in plan order."""
-        calls = [_Call(result) for _ in plan]
+        """Start every handler of one message in a task of its own; when all are done, record
+        them in plan order (so the story does not depend on which finished first)."""
+        calls = [_Call(_Sender(cascade, (position, subscription))) for subscription, _ in plan]
         try:
             async with asyncio.TaskGroup() as group:
                 for (_, call), record in zip(plan, calls, strict=True):
-                    group.create_task(record.run(self._cascade_here, call, event, now))
+                    group.create_task(record.run(self._sender, call, message, now))
         except asyncio.CancelledError:
-            self._settle(result, index, plan, calls, now, cancelled=True)
+            self._settle(cascade, position, plan, calls, now, cancelled=True)
             raise
-        self._settle(result, index, plan, calls, now, cancelled=False)
+        self._settle(cascade, position, plan, calls, now, cancelled=False)
 
     def _settle(
         self,
-        result: DispatchResult,
-        index: int,
+        cascade: DispatchResult,
+        position: int,
         plan: Plan,
         calls: list[_Call],
         now: Callable[[], float] | None,
         *,
         cancelled: bool,
     ) -> None:
-        log = result.cascade_log()
         for (subscription, _), record in zip(plan, calls, strict=True):
-            record.running = False
-            key = (index, subscription)
+            cause = (position, subscription)
             if record.started is not None and now is not None:
                 ended = record.ended if record.ended is not None else now()
-                log.timings[key] = (record.started, ended)
+                cascade.record_times(cause, record.started, ended)
             if not record.finished:
-                log.errors[key] = _cancelled_error(subscription, record.started is not None)
+                cascade.record_error(
+                    cause, _cancelled_error(subscription, record.started is not None)
+                )
             elif record.error is not None and cancelled:
-                log.errors[key] = record.error
+                cascade.record_error(cause, record.error)
             elif record.error is not None:
-                self._fail(result, index, subscription, record.error)
-            log.inbox = record.inbox
-            self._collect(result, index, subscription, record.produced)
+                self._failed(cascade, position, subscription, record.error)
+            cascade.dispatched, record.sender.inbox = record.sender.inbox, []
+            record.sender.settled = True
+            self._after_call(cascade, position, subscription, record.produced)
+
+    def _join_late(self, cascade: DispatchResult, cause: Cause, message: object) -> None:
+        """A message from a task a concurrent call started, after that call settled."""
+        cascade.enqueue(message, self._plan_of(message), cause)
+        if len(cascade.queue) > self.max_cascade:
+            raise CascadeLimitError(cascade, self.max_cascade)
+
+    def _innermost(
+        self, subscription: Subscription, dependencies: Mapping[str, object]
+    ) -> Callable[[Any], Any]:
+        call = super()._innermost(subscription, dependencies)
+        if inspect.isasyncgenfunction(subscription.handler):
+            limit = self.max_cascade
+
+            async def drained(message: object) -> object:
+                items = []
+                async for item in call(message):
+                    items.append(item)
+                    if len(items) > limit:
+                        break
+                return produced_messages(items, limit)
+
+            return drained
+        return call
 
     def clock_function(self) -> Callable[[], float]:
         """The function that reads the bus's clock: the one given, else the clock the code
@@ -385,15 +312,71 @@ class AsyncEventBus(EventBus):
         return f"{super().describe()}\n  handlers of one event run: {self.concurrency}"
 
     def __repr__(self) -> str:
-        count = sum(len(subs) for subs in self._by_type.values())
-        return (
-            f"AsyncEventBus({self.concurrency}, {count} handlers "
-            f"for {len(self._by_type)} event types)"
-        )
+        return f"AsyncEventBus({self.concurrency}, {super().__repr__().split('(', 1)[1]}"
 
 
-def _is_awaitable(value: object) -> bool:
-    return type(value) is CoroutineType or isawaitable(value)
+class _Call:
+    """One handler call running in a task of its own (concurrent mode), and how it went.
+
+    Its task's context points the bus at this call's sender while it runs, so messages the
+    handler dispatches are credited to this call rather than to a sibling.
+    """
+
+    __slots__ = ("ended", "error", "finished", "produced", "sender", "started")
+
+    def __init__(self, sender: _Sender) -> None:
+        self.sender = sender
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.produced: object = None
+        self.error: Exception | None = None
+        self.finished = False
+
+    async def run(
+        self,
+        senders: ContextVar[_Sender | None],
+        call: Callable[[Any], Any],
+        message: object,
+        now: Callable[[], float] | None,
+    ) -> None:
+        senders.set(self.sender)  # in this task's own copy of the context: no need to reset
+        if now is not None:
+            self.started = now()
+        try:
+            produced = call(message)
+            if produced is not None and inspect.isawaitable(produced):
+                produced = await produced
+            self.produced = produced
+        except Exception as error:
+            self.error = error
+        self.finished = True
+        if now is not None:
+            self.ended = now()
+
+
+class _Queued(Coroutine[Any, Any, DispatchResult]):
+    """What ``dispatch`` returns inside a handler: the message is queued already, so a plain
+    handler need not await it (and no "never awaited" warning follows); awaiting it gives
+    the running cascade's result at once. A coroutine in type, so that ``dispatch`` always
+    returns one (``asyncio.create_task(bus.dispatch(event))`` type-checks)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: DispatchResult) -> None:
+        self.result = result
+
+    def __await__(self) -> Generator[Any, None, DispatchResult]:
+        yield from ()
+        return self.result
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration(self.result)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        raise typ if val is None else val
+
+    def close(self) -> None:
+        pass
 
 
 def _cancelled_error(subscription: Subscription, started: bool) -> HandlerCancelledError:
@@ -404,51 +387,28 @@ def _cancelled_error(subscription: Subscription, started: bool) -> HandlerCancel
 
 
 def _record_cancelled_in_turn(
-    result: DispatchResult,
-    index: int,
-    plan: Plan,
+    cascade: DispatchResult,
+    position: int,
     subscription: Subscription,
-    times: list[float] | None,
+    started: float,
     now: Callable[[], float] | None,
 ) -> None:
-    """Sequential mode: the call under way failed; the handlers after it never ran."""
-    log = result.cascade_log()
-    position = next(i for i, (s, _) in enumerate(plan) if s is subscription)
-    log.plans[index] = Plan(plan[: position + 1])
-    key = (index, subscription)
-    log.errors[key] = _cancelled_error(subscription, started=True)
-    if times:
-        _store_times(log, index, plan, times, now)
-    for event in log.inbox:  # what it dispatched before it was stopped, never handled
-        log.enqueue(event, cause=key)
-    log.inbox = []
-
-
-def _store_times(
-    log: CascadeLog,
-    index: int,
-    plan: Plan,
-    times: list[float],
-    now: Callable[[], float] | None,
-) -> None:
-    """Move (start, end) pairs, in plan order, into the log; a call still running (a start
-    without an end) ends ``now()``."""
-    for position, (subscription, _) in enumerate(plan[: (len(times) + 1) // 2]):
-        started = times[2 * position]
-        if 2 * position + 1 < len(times):
-            ended = times[2 * position + 1]
-        else:
-            ended = now() if now is not None else started
-        log.timings[(index, subscription)] = (started, ended)
-
-
-def _no_clock() -> float:
-    return 0.0
+    """Sequential mode: the call under way failed; the handlers after it never ran, so they
+    leave the plan of this message in the record."""
+    message, plan = cascade.queue[position]
+    place = next(i for i, (s, _) in enumerate(plan) if s is subscription)
+    cascade.queue[position] = (message, Plan(plan[: place + 1]))
+    cause = (position, subscription)
+    cascade.record_error(cause, _cancelled_error(subscription, started=True))
+    if now is not None:
+        cascade.record_times(cause, started, now())
+    for dispatched in cascade.take_dispatched():  # what it dispatched before it was stopped
+        cascade.enqueue(dispatched, Plan(), cause)
 
 
 def _attach(cancelled: BaseException, result: DispatchResult) -> None:
     cancelled.add_note(
-        f"the dispatch of {type(result.event).__name__} was cancelled; "
+        f"the dispatch of {type(result.message).__name__} was cancelled; "
         "eda_lesson.asyncbus.partial_result(error) returns the record of what ran"
     )
     setattr(cancelled, _PARTIAL_RESULT, result)
@@ -530,7 +490,7 @@ class EventQueue:
             )
         now = self.bus.clock_function()
         asked = now()
-        await self._queue.put(checked_event(event))
+        await self._queue.put(checked_message(event))
         self.peak = max(self.peak, self._queue.qsize())
         self.published.append(Publication(event, asked, now()))
 

@@ -1,113 +1,159 @@
-"""The event bus: register handlers for event types, dispatch events, get the story back.
+"""The message bus: commands and events, handlers with dependencies, one breadth-first queue.
 
-This is the whole core in one file. It knows nothing of drawings, widgets, retries, async
-code, stores or brokers: those are separate modules that build on it.
+This is the core in one file. It knows nothing of drawings, widgets, retries, stores or
+brokers: those are separate modules that build on it. :class:`EventBus` runs handlers one
+after another in the calling thread; :class:`~eda_lesson.asyncbus.AsyncEventBus` is its
+sibling for ``async def`` handlers. Both share everything in :class:`BaseBus` and drive the
+same queue, kept in a :class:`~eda_lesson.result.DispatchResult`.
+
+Commands and events
+-------------------
+A *command* asks for something to be done (``Allocate``, ``PlaceOrder``): it subclasses
+:class:`Command`, has exactly one handler, and that handler's error reaches the caller as
+itself; its return value is the caller's answer (``result.returned``). An *event* says that
+something happened (``OrderPaid``): any other object, or a subclass of :class:`Event`; it has
+any number of handlers, and one handler failing does not stop the others.
 
 How a dispatch runs
 -------------------
-``dispatch(event)`` starts a *cascade*. It puts the event in a queue and handles the queue in
-order: for each event it calls every handler that listens to the event's class or one of its
-base classes. A handler may produce new events, by returning one (or an iterable of them) or by
-calling ``bus.dispatch`` itself; those go to the back of the queue and are handled after the
-current event's handlers have all run. So a cascade is breadth-first and never recursive, and
-each thread that dispatches has a cascade of its own.
+``dispatch(message)`` puts the message in a queue and handles the queue in order, oldest
+first. A handler produces new messages by returning them (one, or a list, tuple or generator
+of them), by calling ``bus.dispatch`` itself, or by recording them on an aggregate that a
+unit of work hands over (``collect_from``). Whatever it produced joins the back of the queue,
+so a cascade is breadth-first and never recursive; each thread has a cascade of its own.
 
-A handler that raises does not stop the others: the failure is recorded in the
-:class:`~eda_lesson.result.DispatchResult` that ``dispatch`` returns, beside every event and
-every handler call of the cascade.
+Handlers of an event run in the order of the event class's ``__mro__`` (those for the class
+itself first, ``object`` last), in registration order within a class. A command's handler is
+the one registered for the nearest command class in its ``__mro__``; handlers registered for
+``object`` or :class:`Event` hear events only.
 
-Call order
-----------
-For an event of class ``C`` the handlers run in the order of ``C.__mro__``: first those
-registered for ``C`` itself, then those for its base classes, ``object`` last. Within one class
-they run in registration order. A handler reachable through several classes runs once, at its
-first place.
+Dependencies
+------------
+A handler may take more parameters after the message (``def allocate(cmd, uow)``). The bus
+fills them by name from ``EventBus(dependencies={"uow": uow})``; a parameter that nothing
+provides and that has no default is refused when the handler is registered.
 
 Middleware
 ----------
 A middleware is a function ``middleware(call, subscription) -> call``: it receives the next
-callable (which takes an event) and the subscription being wrapped, and returns a new callable.
-``bus.use(a, b)`` makes ``a`` the outermost layer; middleware given to ``register`` sits inside
-the bus-wide layers, closest to the handler.
+callable (which takes the message) and the subscription being wrapped, and returns a new
+callable. ``bus.use(a, b)`` makes ``a`` the outermost layer; middleware given to ``register``
+sits inside the bus-wide layers, closest to the handler. Handlers are wrapped when they are
+registered, so a middleware that fails to wrap fails there, before anything has run.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from eda_lesson.result import (
     CascadeLimitError,
-    CascadeLog,
     DispatchResult,
     Plan,
+    UnhandledCommandError,
     describe_value,
+    safe_repr,
 )
 
 __all__ = [
+    "BaseBus",
+    "Command",
+    "Event",
     "EventBus",
+    "EventSource",
     "Handler",
     "Middleware",
     "Subscription",
-    "checked_event",
-    "events_returned",
+    "checked_message",
     "handler_name",
+    "is_async_callable",
+    "message_kind",
+    "produced_messages",
+    "require_sync_bus",
 ]
 
-Handler = Callable[[Any], Any]
-"""A handler takes one event. It returns None, a new event, or an iterable of new events."""
+Handler = Callable[..., Any]
+"""A handler takes the message first, then any dependencies by name. An event handler
+returns None, a new message, or a list, tuple or generator of them; a command handler
+returns its answer."""
 
-Middleware = Callable[[Handler, "Subscription"], Handler]
+Middleware = Callable[[Callable[[Any], Any], "Subscription"], Callable[[Any], Any]]
 """``middleware(call, subscription) -> call``: wraps the next callable of a handler."""
 
 H = TypeVar("H", bound=Handler)
+Kind = Literal["command", "event"]
 
-#: Values a handler may not return as an event: a plain value is almost always a mistake.
-_NOT_EVENTS = (str, bytes, int, float, complex, bool, dict, set, frozenset, type)
+
+class Command:
+    """Base class of commands: requests with exactly one handler, whose answer is returned.
+
+    ``class Allocate(Command)`` with ``@dataclass(frozen=True)``; name it in the imperative.
+    """
+
+    __slots__ = ()
+
+
+class Event:
+    """Optional base class of events: facts, named in the past tense, heard by any number of
+    handlers. Any object that is not a :class:`Command` is dispatched as an event too."""
+
+    __slots__ = ()
+
+
+class EventSource(Protocol):
+    """What ``collect_from`` takes: something that hands over new events once, such as a
+    unit of work handing over the events its aggregates recorded and it committed."""
+
+    def collect_new_events(self) -> Iterable[object]: ...
+
+
+#: Built-in values are never messages: a handler returning one almost always made a mistake.
+_PLAIN_VALUES = (str, bytes, bytearray, int, float, complex, dict, set, frozenset, list, type)
+_BUILT_IN_MODULES = frozenset({"builtins", "collections", "itertools", "array"})
+
+#: Plans kept at most; past it the cache starts again, so dynamically made classes can die.
+PLAN_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, eq=False)
 class Subscription:
-    """One handler registered for one event type, as the bus keeps it."""
+    """One handler registered for one message type, as the bus keeps it."""
 
-    event_type: type
+    message_type: type
     handler: Handler
     middleware: tuple[Middleware, ...] = ()
+    needs: tuple[str, ...] = ()
+    """The names of the dependencies the bus passes to the handler."""
     name: str = field(init=False)
-    key: object = field(init=False, repr=False)
+    key: tuple[Any, ...] = field(init=False, repr=False)
+    is_command: bool = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", handler_name(self.handler))
         object.__setattr__(self, "key", _identity_key(self.handler))
+        object.__setattr__(self, "is_command", issubclass(self.message_type, Command))
 
     def __repr__(self) -> str:  # stable: no memory addresses in notebook output
-        return f"Subscription({_type_name(self.event_type)} -> {self.name})"
+        return f"Subscription({_type_name(self.message_type)} -> {self.name})"
 
 
-class EventBus:
-    """Routes each dispatched event to the handlers registered for its class.
+class BaseBus:
+    """What both buses share: registrations, dependencies, middleware, plans, and the steps
+    of a cascade that do not wait (what to do after a handler call returned or raised).
 
-    >>> bus = EventBus()
-    >>> @dataclass(frozen=True)
-    ... class Greeted:
-    ...     name: str
-    >>> def wave(event: Greeted) -> None:
-    ...     print("hello", event.name)
-    >>> _ = bus.register(Greeted, wave)
-    >>> result = bus.dispatch(Greeted("Ada"))
-    hello Ada
-    >>> result.ok
-    True
-
-    ``fail_fast=True`` re-raises the first handler error at once (handy in tests);
-    ``max_cascade`` bounds how many events one dispatch may handle before it stops with a
-    :class:`~eda_lesson.result.CascadeLimitError`.
+    Use :class:`EventBus` or :class:`~eda_lesson.asyncbus.AsyncEventBus`; code that only
+    reads registrations (drawings, ``describe``) takes either as a ``BaseBus``.
     """
+
+    #: Whether ``async def`` handlers can run on this bus (the async sibling says True).
+    runs_async_handlers = False
 
     def __init__(
         self,
@@ -115,46 +161,61 @@ class EventBus:
         fail_fast: bool = False,
         max_cascade: int = 1000,
         middleware: Iterable[Middleware] = (),
+        dependencies: Mapping[str, object] | None = None,
+        collect_from: Iterable[EventSource] = (),
     ) -> None:
-        if not isinstance(max_cascade, int) or max_cascade < 1:
+        if isinstance(max_cascade, bool) or not isinstance(max_cascade, int) or max_cascade < 1:
             raise ValueError(f"max_cascade must be a positive whole number, got {max_cascade!r}")
         self.fail_fast = fail_fast
         self.max_cascade = max_cascade
         self._lock = threading.RLock()
-        self._by_type: dict[type, list[Subscription]] = {}
-        self._middleware: tuple[Middleware, ...] = ()
+        self._registrations: dict[type, list[Subscription]] = {}
+        self._calls: dict[Subscription, Callable[[Any], Any]] = {}
         self._plans: dict[type, Plan] = {}
-        # Per thread, ``running`` holds the result of the cascade under way (at most one).
-        # Appending and popping a list is the cheapest way to mark "inside a dispatch".
-        self._thread = threading.local()
+        self._middleware: tuple[Middleware, ...] = ()
+        self._dependencies: dict[str, object] = _checked_dependencies(dependencies or {})
+        self._collect_from: tuple[EventSource, ...] = _checked_sources(collect_from)
         if middleware:
             self.use(*middleware)
 
     # ------------------------------------------------------------------ registration
 
-    def register(self, event_type: type, handler: H, *, middleware: Iterable[Middleware] = ()) -> H:
-        """Call ``handler(event)`` for every dispatched event of ``event_type`` or a subclass.
+    def register(
+        self, message_type: type, handler: H, *, middleware: Iterable[Middleware] = ()
+    ) -> H:
+        """Call ``handler(message, **dependencies)`` for every dispatched ``message_type``.
 
-        Registering a handler again for the same type replaces the old registration in its
-        place instead of adding a second one. "The same handler" means the same function, or
-        a function with the same module and qualified name: that is what re-running a notebook
-        cell produces. Lambdas, nested functions, bound methods and other callables are matched
-        by identity only, so two different ones are never merged. Returns ``handler``.
+        Registering the same handler again for the same type replaces the old registration
+        in its place. "The same handler" means the same function, or a function with the
+        same module and qualified name: that is what re-running a notebook cell produces.
+        Lambdas, nested functions, bound methods and other callables are matched by
+        identity only, so two different ones are never merged. A command type takes one
+        handler; registering a different one is an error naming the first. Returns
+        ``handler``. Nothing changes when registration fails.
         """
-        _check_event_type(event_type, handler)
-        _check_handler(handler, event_type)
+        _check_message_type(message_type, handler)
+        _check_handler(handler, message_type, self.runs_async_handlers)
         layers = tuple(middleware)
         for layer in layers:
             _check_middleware(layer)
-        subscription = Subscription(event_type, handler, layers)
+        needs = _dependency_names(handler, message_type, self._dependencies)
+        subscription = Subscription(message_type, handler, layers, needs)
         with self._lock:
-            subscriptions = self._by_type.setdefault(event_type, [])
-            for index, existing in enumerate(subscriptions):
-                if existing.key == subscription.key:
-                    subscriptions[index] = subscription
-                    break
+            registered = self._registrations.get(message_type, [])
+            place = _place_of(registered, subscription.key)
+            if subscription.is_command and registered and place is None:
+                raise ValueError(
+                    f"{_type_name(message_type)} is a command and already has its handler, "
+                    f"{registered[0].name}; a command has exactly one handler. Unregister it "
+                    "first, or make the other handler listen to an event the command produces"
+                )
+            call = self._wrap(subscription, self._middleware, self._dependencies)
+            if place is None:
+                self._registrations.setdefault(message_type, []).append(subscription)
             else:
-                subscriptions.append(subscription)
+                del self._calls[registered[place]]
+                registered[place] = subscription
+            self._calls[subscription] = call
             self._plans = {}
         return handler
 
@@ -167,22 +228,22 @@ class EventBus:
     def subscribe(self, handler_or_type: Any, /, *more_types: type) -> Any:
         """Register a function as a decorator.
 
-        ``@bus.subscribe`` reads the event type from the first parameter's annotation
+        ``@bus.subscribe`` reads the message type from the first parameter's annotation
         (``def handle(event: OrderPaid)``; a union such as ``OrderPaid | OrderCancelled``
         subscribes to each member). ``@bus.subscribe(OrderPaid)`` names the type instead.
         """
         if isinstance(handler_or_type, type):
-            event_types = (handler_or_type, *more_types)
+            message_types = (handler_or_type, *more_types)
 
             def decorate(handler: H) -> H:
-                for event_type in event_types:
-                    self.register(event_type, handler)
+                for message_type in message_types:
+                    self.register(message_type, handler)
                 return handler
 
             return decorate
         if more_types:
             raise TypeError(
-                "subscribe() takes event classes, or is used bare as @bus.subscribe; "
+                "subscribe() takes message classes, or is used bare as @bus.subscribe; "
                 f"got {describe_value(handler_or_type)} first"
             )
         handler = handler_or_type
@@ -190,200 +251,499 @@ class EventBus:
             raise TypeError(
                 f"@bus.subscribe decorates a handler function, got {describe_value(handler)}"
             )
-        for event_type in _annotated_event_types(handler):
-            self.register(event_type, handler)
+        for message_type in _annotated_message_types(handler):
+            self.register(message_type, handler)
         return handler
 
-    def unregister(self, event_type: type, handler: Handler) -> None:
-        """Remove ``handler`` from ``event_type`` (matched as :meth:`register` matches)."""
-        key = _identity_key(handler)
+    def unregister(self, message_type: type, handler: Handler) -> None:
+        """Remove ``handler`` from ``message_type`` (matched as :meth:`register` matches)."""
         with self._lock:
-            subscriptions = self._by_type.get(event_type, [])
-            for index, existing in enumerate(subscriptions):
-                if existing.key == key:
-                    del subscriptions[index]
-                    if not subscriptions:
-                        del self._by_type[event_type]
-                    self._plans = {}
-                    return
-        registered = ", ".join(s.name for s in subscriptions) or "none"
+            registered = self._registrations.get(message_type, [])
+            place = _place_of(registered, _identity_key(handler))
+            if place is not None:
+                del self._calls[registered.pop(place)]
+                if not registered:
+                    del self._registrations[message_type]
+                self._plans = {}
+                return
+        names = ", ".join(s.name for s in registered) or "none"
         raise ValueError(
-            f"{handler_name(handler)} is not registered for {_type_name(event_type)} "
-            f"(registered there: {registered}); nothing was removed"
+            f"{handler_name(handler)} is not registered for {_type_name(message_type)} "
+            f"(registered there: {names}); nothing was removed"
         )
 
     def use(self, *middleware: Middleware) -> None:
-        """Wrap every handler in ``middleware``; the first one given is the outermost layer."""
+        """Wrap every handler in ``middleware``; the first one given is the outermost layer.
+
+        Every handler is wrapped again at once: if a layer fails to wrap one, nothing changes.
+        """
         for layer in middleware:
             _check_middleware(layer)
         with self._lock:
-            self._middleware = self._middleware + middleware
-            self._plans = {}
+            self._rewrap(self._middleware + middleware, self._dependencies)
 
-    def handlers_for(self, event_type: type | object) -> list[Handler]:
-        """The handlers a dispatch of ``event_type`` (a class, or an event) calls, in order."""
-        cls = event_type if isinstance(event_type, type) else type(event_type)
+    def provide(self, **dependencies: object) -> None:
+        """Add or replace dependencies that handlers receive by parameter name."""
+        with self._lock:
+            self._rewrap(self._middleware, {**self._dependencies, **dependencies})
+
+    def _rewrap(self, middleware: tuple[Middleware, ...], dependencies: dict[str, object]) -> None:
+        calls = {
+            subscription: self._wrap(subscription, middleware, dependencies)
+            for subscription in self._calls
+        }
+        self._middleware, self._dependencies, self._calls = middleware, dependencies, calls
+        self._plans = {}
+
+    # ------------------------------------------------------------------ reading registrations
+
+    def handlers_for(self, message_type: type | object) -> list[Handler]:
+        """The handlers a dispatch of ``message_type`` (a class, or a message) calls, in order."""
+        cls = message_type if isinstance(message_type, type) else type(message_type)
         return [subscription.handler for subscription, _ in self.plan_for(cls)]
 
-    def plan_for(self, event_type: type) -> Plan:
-        """The subscriptions ``event_type`` reaches, in call order, each with its wrapped call.
-
-        For buses built on this one (async, replay); a learner wants :meth:`handlers_for`.
-        """
-        return self._plan_for_type(event_type)
+    def plan_for(self, message_type: type) -> Plan:
+        """The subscriptions ``message_type`` reaches, in call order, each with its wrapped
+        call. A class that cannot be dispatched is a TypeError, here as in ``dispatch``."""
+        try:
+            return self._plans[message_type]
+        except KeyError:
+            pass
+        kind = message_kind(message_type)
+        with self._lock:
+            plan = Plan(
+                (subscription, self._calls[subscription])
+                for subscription in _reached(self._registrations, message_type, kind)
+            )
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans = {}
+            self._plans[message_type] = plan
+            return plan
 
     def subscriptions(self) -> list[Subscription]:
-        """Every registration, grouped by event type in the order the types were first used."""
+        """Every registration, grouped by message type in the order the types were first used."""
         with self._lock:
-            return [s for subscriptions in self._by_type.values() for s in subscriptions]
+            return [s for registered in self._registrations.values() for s in registered]
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
         """The bus-wide middleware, outermost first."""
         return self._middleware
 
+    @property
+    def dependencies(self) -> dict[str, object]:
+        """The dependencies handlers receive by parameter name (a copy)."""
+        return dict(self._dependencies)
+
+    @property
+    def collect_from(self) -> tuple[EventSource, ...]:
+        """Where the bus collects new events after every handler call."""
+        return self._collect_from
+
     def describe(self) -> str:
         """A plain-text table of all registrations, for notebooks and logs."""
         with self._lock:
-            groups = [(t, list(subs)) for t, subs in self._by_type.items()]
+            groups = [(t, list(subs)) for t, subs in self._registrations.items()]
         count = sum(len(subs) for _, subs in groups)
         lines = [
-            f"{type(self).__name__} with {count} handler{'s' * (count != 1)} "
-            f"for {len(groups)} event type{'s' * (len(groups) != 1)}"
+            f"{type(self).__name__} with {_plural(count, 'handler')} for "
+            f"{_plural(len(groups), self._kind_word() + ' type')}"
         ]
-        for event_type, subs in groups:
-            lines.append(f"  {_type_name(event_type)}")
-            lines.extend(f"    -> {s.name}" for s in subs)
+        for message_type, subs in groups:
+            kind = " (command)" if issubclass(message_type, Command) else ""
+            lines.append(f"  {_type_name(message_type)}{kind}")
+            lines.extend(f"    -> {s.name}{_needs_text(s)}" for s in subs)
         if self._middleware:
             lines.append(
                 "  middleware (outermost first): "
                 + ", ".join(handler_name(m) for m in self._middleware)
             )
+        if self._dependencies:
+            lines.append("  dependencies: " + ", ".join(self._dependencies))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        count = sum(len(subs) for subs in self._by_type.values())
-        return f"{type(self).__name__}({count} handlers for {len(self._by_type)} event types)"
+        count = sum(len(subs) for subs in self._registrations.values())
+        return (
+            f"{type(self).__name__}({_plural(count, 'handler')} for "
+            f"{_plural(len(self._registrations), self._kind_word() + ' type')})"
+        )
 
-    # ------------------------------------------------------------------ dispatch
+    def _kind_word(self) -> str:
+        """'message' once commands are registered, 'event' before: the first chapters' word."""
+        return "message" if any(issubclass(t, Command) for t in self._registrations) else "event"
 
-    def dispatch(self, event: object) -> DispatchResult:
-        """Handle ``event`` and the whole cascade it starts; return what happened.
+    # ------------------------------------------------------------------ the steps of a cascade
 
-        Called from inside a handler, the event joins the running cascade instead (it is
-        handled after the current event's handlers) and the running cascade's result, still
-        being filled in, is returned.
-        """
-        running: list[DispatchResult]
+    def _start(self, message: object) -> DispatchResult:
+        """A new cascade whose queue holds ``message``; an unhandled command is refused."""
         try:
-            running = self._thread.running
-        except AttributeError:  # first dispatch in this thread
-            running = self._thread.running = []
-        if running:
-            return running[-1].enqueue_from_handler(checked_event(event))
-        try:
-            plan = self._plans[type(event)]
+            plan = self._plans[type(message)]
         except KeyError:
-            plan = self._plan_for_event(event)
-        result = DispatchResult()
-        result.event = event
-        result.plan = plan
-        result.log = None
-        running.append(result)
+            plan = self._plan_of(message)
+            if not plan and isinstance(message, Command):
+                raise UnhandledCommandError(_unhandled_command_text(message)) from None
+        return DispatchResult(message, plan)
+
+    def _plan_of(self, message: object) -> Plan:
+        """The plan for ``message``'s type; a clear TypeError for what is not a message. The
+        plans hold only types that passed :func:`message_kind`, so a known type is valid."""
         try:
-            index = 0
-            while True:
-                for subscription, call in plan:
-                    try:
-                        produced = call(event)
-                    except Exception as error:
-                        self._fail(result, index, subscription, error)
-                        produced = None
-                    if produced is not None or result.log is not None:
-                        self._collect(result, index, subscription, produced)
-                if result.log is None:  # nothing was produced, nothing failed: the common case
-                    return result
-                index += 1
-                if not self._next_in_queue(result.log, index):
-                    return result
-                event, plan = result.log.queue[index], result.log.plans[index]
-        finally:
-            running.pop()
+            return self._plans[type(message)]
+        except KeyError:
+            return self.plan_for(type(checked_message(message)))
 
-    def _next_in_queue(self, log: CascadeLog, index: int) -> bool:
-        """Plan the queued event at ``index``; False (and the log marked finished) when the
-        queue is done. Buses built on this one share it."""
-        if index == len(log.queue):
-            log.finished = True
-            return False
-        event = log.queue[index]
-        log.plans.append(self._plans.get(type(event)) or self._plan_for_event(event))
-        return True
-
-    def _fail(
-        self, result: DispatchResult, index: int, subscription: Subscription, error: Exception
+    def _failed(
+        self, cascade: DispatchResult, position: int, subscription: Subscription, error: Exception
     ) -> None:
-        result.cascade_log().errors[(index, subscription)] = error
+        """Record that a handler call raised; with ``fail_fast``, raise it at once."""
+        cascade.record_error((position, subscription), error)
         if self.fail_fast:
             error.add_note(
-                f"in handler {subscription.name} for {result.cascade_log().queue[index]!r}"
+                f"in handler {subscription.name} for {safe_repr(cascade.queue[position][0])}"
             )
             raise error
 
-    def _collect(
-        self, result: DispatchResult, index: int, subscription: Subscription, produced: object
+    def _after_call(
+        self, cascade: DispatchResult, position: int, subscription: Subscription, produced: object
     ) -> None:
-        """Queue what a handler produced (dispatched, then returned) as caused by that call."""
-        log = result.cascade_log()
-        cause = (index, subscription)
-        if log.inbox:
-            for event in log.inbox:
-                log.enqueue(event, cause)
-            log.inbox = []
-        if produced is not None:
-            if type(produced) in self._plans:  # an event of a type seen before: the usual case
-                log.enqueue(produced, cause)
-            else:
-                try:
-                    for event in events_returned(produced, subscription):
-                        log.enqueue(event, cause)
-                except Exception as error:  # a bad return value, or a generator that raised
-                    self._fail(result, index, subscription, error)
-        if len(log.queue) > self.max_cascade:
-            raise CascadeLimitError(result, self.max_cascade)
-
-    # ------------------------------------------------------------------ plans
-
-    def _plan_for_event(self, event: object) -> Plan:
-        checked_event(event)
-        return self._plan_for_type(type(event))
-
-    def _plan_for_type(self, event_type: type) -> Plan:
-        plan = self._plans.get(event_type)
-        if plan is not None:
-            return plan
-        with self._lock:
-            seen: set[object] = set()
-            pairs = []
-            for cls in event_type.__mro__:
-                for subscription in self._by_type.get(cls, ()):
-                    if subscription.key not in seen:
-                        seen.add(subscription.key)
-                        pairs.append((subscription, self._wrap(subscription)))
-            plan = Plan(pairs)
-            self._plans[event_type] = plan
-            return plan
-
-    def _wrap(self, subscription: Subscription) -> Handler:
-        call = subscription.handler
-        for layer in reversed(self._middleware + subscription.middleware):
-            call = layer(call, subscription)
-            if not callable(call):
-                raise TypeError(
-                    f"middleware {handler_name(layer)} returned {describe_value(call)} "
-                    "instead of a callable; a middleware returns the function that wraps `call`"
+        """Queue what one handler call produced: the messages it dispatched, then those it
+        returned (a command handler returns its answer instead), then new events collected
+        from ``collect_from``. Each new message is checked and planned before any joins."""
+        cause = (position, subscription)
+        messages: list[object] = cascade.take_dispatched()
+        if subscription.is_command:
+            if produced is not None:
+                cascade.record_returned(cause, produced)
+        elif produced is not None:
+            messages.extend(produced_messages(produced, self.max_cascade))
+        for source in self._collect_from:
+            messages.extend(source.collect_new_events())
+        for message in messages:
+            reason = None if type(message) in self._plans else _refusal(message)
+            if reason is not None:
+                problem = TypeError(
+                    f"handler {subscription.name} returned {describe_value(message)}; an event "
+                    "handler returns None, an event, a list or tuple of events, or yields them"
                 )
+                self._failed(cascade, position, subscription, problem)
+                return
+        planned = [(message, self._plan_of(message)) for message in messages]
+        for message, plan in planned:
+            cascade.enqueue(message, plan, cause)
+            if not plan and isinstance(message, Command):
+                cascade.record_error(
+                    cause,
+                    UnhandledCommandError(
+                        f"{subscription.name} produced " + _unhandled_command_text(message)
+                    ),
+                )
+        if len(cascade.queue) > self.max_cascade:
+            raise CascadeLimitError(cascade, self.max_cascade)
+
+    def _finished(self, cascade: DispatchResult) -> DispatchResult:
+        """Mark the cascade complete; a failed command at its start is raised as itself."""
+        cascade.finished = True
+        if cascade.errors and isinstance(cascade.message, Command):
+            error = cascade.first_error()
+            if error is not None:
+                raise error
+        return cascade
+
+    # ------------------------------------------------------------------ wrapping
+
+    def _wrap(
+        self,
+        subscription: Subscription,
+        middleware: tuple[Middleware, ...],
+        dependencies: Mapping[str, object],
+    ) -> Callable[[Any], Any]:
+        """The handler with its dependencies bound, inside every layer of middleware."""
+        call = self._innermost(subscription, dependencies)
+        for layer in reversed(middleware + subscription.middleware):
+            wrapped = _wrap_one(layer, call, subscription)
+            call = wrapped
         return call
+
+    def _innermost(
+        self, subscription: Subscription, dependencies: Mapping[str, object]
+    ) -> Callable[[Any], Any]:
+        call: Callable[[Any], Any] = subscription.handler
+        if subscription.needs:
+            given = {name: dependencies[name] for name in subscription.needs}
+            call = functools.partial(subscription.handler, **given)
+        if inspect.isgeneratorfunction(_unwrapped(subscription.handler)):
+            call = _draining(call, subscription, self.max_cascade)
+        return call
+
+
+class EventBus(BaseBus):
+    """Routes each dispatched message to its handlers, one after another, in this thread.
+
+    >>> @dataclass(frozen=True)
+    ... class Greeted:
+    ...     name: str
+    >>> bus = EventBus()
+    >>> def wave(event: Greeted) -> None:
+    ...     print("hello", event.name)
+    >>> _ = bus.register(Greeted, wave)
+    >>> result = bus.dispatch(Greeted("Ada"))
+    hello Ada
+    >>> result.ok
+    True
+
+    ``fail_fast=True`` re-raises the first handler error at once (handy in tests);
+    ``max_cascade`` bounds how many messages one dispatch may handle before it stops with a
+    :class:`~eda_lesson.result.CascadeLimitError`; ``dependencies`` are given to handlers by
+    parameter name; after every handler call the bus collects new events from each of
+    ``collect_from`` (a unit of work, see :mod:`eda_lesson.state_unit_of_work`).
+    """
+
+    def __init__(
+        self,
+        *,
+        fail_fast: bool = False,
+        max_cascade: int = 1000,
+        middleware: Iterable[Middleware] = (),
+        dependencies: Mapping[str, object] | None = None,
+        collect_from: Iterable[EventSource] = (),
+    ) -> None:
+        super().__init__(
+            fail_fast=fail_fast,
+            max_cascade=max_cascade,
+            middleware=middleware,
+            dependencies=dependencies,
+            collect_from=collect_from,
+        )
+        self._running = _RunningCascades()
+
+    def dispatch(self, message: object) -> DispatchResult:
+        """Handle ``message`` and the whole cascade it starts; return what happened.
+
+        Called from inside a handler, the message joins the running cascade instead (it is
+        handled after the current message's handlers) and the running cascade's result,
+        still being filled in, is returned.
+        """
+        running = self._running.cascades
+        if running:  # a handler of this thread's cascade dispatched it: queue it there
+            return running[-1].dispatched_by_handler(checked_message(message))
+        cascade = self._start(message)
+        queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
+        collecting = self._collect_from
+        running.append(cascade)
+        try:
+            position = 0
+            while position < len(queue):
+                message, plan = queue[position]
+                cascade.reached = position + 1
+                for subscription, call in plan:
+                    try:
+                        produced = call(message)
+                    except Exception as error:
+                        self._failed(cascade, position, subscription, error)
+                        produced = None
+                    if produced is not None or cascade.dispatched or collecting:
+                        self._after_call(cascade, position, subscription, produced)
+                position += 1
+        finally:
+            running.pop()
+        return self._finished(cascade)
+
+
+class _RunningCascades(threading.local):
+    """Per thread, the cascade under way (a list, so that checking it costs next to nothing)."""
+
+    def __init__(self) -> None:
+        self.cascades: list[DispatchResult] = []
+
+
+def require_sync_bus(bus: object, who: str) -> EventBus:
+    """``bus`` if it is an :class:`EventBus`; a TypeError naming ``who`` otherwise.
+
+    For the parts that call ``bus.dispatch(...)`` and use its result at once: given an
+    async bus they would get a coroutine and run no handler.
+    """
+    if isinstance(bus, EventBus):
+        return bus
+    if isinstance(bus, BaseBus):
+        raise TypeError(
+            f"{who} dispatches and reads the result at once, so it needs an EventBus; "
+            f"{type(bus).__name__} returns a coroutine and would run no handler here. Use an "
+            "EventBus, or await bus.dispatch(...) yourself in async code"
+        )
+    raise TypeError(f"{who} takes an EventBus, got {describe_value(bus)}")
+
+
+# ---------------------------------------------------------------------- messages
+
+
+def message_kind(cls: type) -> Kind:
+    """``"command"`` or ``"event"`` for a class whose instances can be dispatched; a
+    TypeError saying why for one that cannot (built-in values and collections)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"a message type is a class, got {describe_value(cls)}")
+    if issubclass(cls, Command):
+        if issubclass(cls, Event):
+            raise TypeError(
+                f"{_type_name(cls)} is both a Command and an Event; a message either asks "
+                "for something (a command) or says it happened (an event): pick one"
+            )
+        return "command"
+    if cls is object:  # registered for object, a handler hears every event
+        return "event"
+    if cls is type(None) or issubclass(cls, _PLAIN_VALUES) or cls.__module__ in _BUILT_IN_MODULES:
+        raise TypeError(
+            f"{_type_name(cls)} is not an event class; events are instances of your own "
+            "classes (a frozen dataclass), or use object for all events"
+        )
+    return "event"
+
+
+def checked_message(message: object) -> object:
+    """``message`` itself, or a TypeError saying why it cannot be dispatched."""
+    reason = _refusal(message)
+    if reason is not None:
+        raise TypeError(
+            f"dispatch() takes an event instance, got {describe_value(message)}; {reason}"
+        )
+    return message
+
+
+def _refusal(value: object) -> str | None:
+    """Why ``value`` cannot be dispatched as a message, or None when it can."""
+    if isinstance(value, type):
+        return f"create one first: dispatch({_type_name(value)}(...))"
+    if inspect.isawaitable(value):
+        _close(value)
+        return "an async def handler runs on an AsyncEventBus, and an async dispatch is awaited"
+    try:
+        message_kind(type(value))
+    except TypeError:
+        return "define an event class (a frozen dataclass) and dispatch an instance of it"
+    return None
+
+
+def produced_messages(produced: object, limit: int) -> list[object]:
+    """The messages in an event handler's return value, by one rule: a list or tuple holds
+    messages, an iterator (a generator) yields them, anything else is one message. The bus
+    checks each of them before any joins the queue.
+
+    An iterator is drained one item at a time, at most ``limit + 1`` of them (one more than
+    a cascade may hold), so a generator that never ends stops at the cascade limit.
+    """
+    if type(produced) in (list, tuple):
+        return list(typing.cast("list[object]", produced))
+    if hasattr(type(produced), "__next__"):
+        return _bounded(produced, limit)  # type: ignore[arg-type]
+    return [produced]
+
+
+def _bounded(iterator: Iterator[object], limit: int) -> list[object]:
+    items = []
+    for item in iterator:
+        items.append(item)
+        if len(items) > limit:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                close()
+            break
+    return items
+
+
+def _draining(
+    call: Callable[[Any], Any], subscription: Subscription, limit: int
+) -> Callable[[Any], Any]:
+    """A generator handler as a call that runs it to its end (inside any middleware, so a
+    failure while it yields is a failure of the call) and returns the messages it yielded."""
+
+    def drained(message: object) -> object:
+        return produced_messages(call(message), limit)
+
+    return drained
+
+
+def _close(value: object) -> None:
+    close = getattr(value, "close", None)
+    if inspect.iscoroutine(value) and callable(close):
+        close()  # a coroutine never awaited would warn when collected
+
+
+def _unhandled_command_text(message: object) -> str:
+    name = type(message).__name__
+    return (
+        f"the command {name}, but no handler is registered for it; a command needs exactly "
+        f"one: bus.register({name}, handler)"
+    )
+
+
+# ---------------------------------------------------------------------- plans and wrapping
+
+
+def _reached(
+    registrations: Mapping[type, list[Subscription]], message_type: type, kind: Kind
+) -> Iterator[Subscription]:
+    """The subscriptions a message of ``message_type`` reaches, in call order."""
+    if kind == "command":
+        for cls in message_type.__mro__:
+            if issubclass(cls, Command) and registrations.get(cls):
+                yield registrations[cls][0]
+                return
+        return
+    seen: set[object] = set()
+    for cls in message_type.__mro__:
+        for subscription in registrations.get(cls, ()):
+            if subscription.key not in seen:
+                seen.add(subscription.key)
+                yield subscription
+
+
+def _wrap_one(
+    layer: Middleware, call: Callable[[Any], Any], subscription: Subscription
+) -> Callable[[Any], Any]:
+    try:
+        wrapped = layer(call, subscription)
+    except Exception as error:
+        error.add_note(
+            f"while middleware {handler_name(layer)} wrapped {subscription.name}; "
+            "nothing was registered or changed"
+        )
+        raise
+    if not callable(wrapped):
+        raise TypeError(
+            f"middleware {handler_name(layer)} returned {describe_value(wrapped)} instead of a "
+            f"callable while wrapping {subscription.name}; a middleware returns the function "
+            "that wraps `call`. Nothing was registered or changed"
+        )
+    if is_async_callable(call) and not is_async_callable(wrapped):
+        raise TypeError(
+            f"middleware {handler_name(layer)} wrapped the async call of {subscription.name} "
+            "in a plain function, so errors would escape it; return an `async def` wrapper "
+            "when `call` is async (eda_lesson.middleware.around does this for you)"
+        )
+    if is_async_callable(wrapped) and not is_async_callable(call):
+        raise TypeError(
+            f"middleware {handler_name(layer)} wrapped the plain call of {subscription.name} "
+            "in an `async def`; wrap a plain call in a plain function"
+        )
+    return wrapped
+
+
+def is_async_callable(value: object) -> bool:
+    """True for an ``async def`` function, method or partial of one, or an object whose
+    ``__call__`` is ``async def``."""
+    if inspect.iscoroutinefunction(value):
+        return True
+    if isinstance(value, functools.partial):
+        return is_async_callable(value.func)
+    if inspect.isfunction(value) or inspect.ismethod(value) or not callable(value):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(type(value), "__call__", None))
+
+
+def _unwrapped(handler: object) -> object:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return handler
 
 
 # ---------------------------------------------------------------------- checks and names
@@ -402,8 +762,8 @@ def handler_name(handler: object) -> str:
     return type(handler).__name__
 
 
-def _identity_key(handler: object) -> object:
-    """What makes two registrations "the same handler" (see :meth:`EventBus.register`).
+def _identity_key(handler: object) -> tuple[Any, ...]:
+    """What makes two registrations "the same handler" (see :meth:`BaseBus.register`).
 
     Ids are safe here: the bus keeps every registered handler alive, so an id cannot be reused
     while a registration holds it.
@@ -417,47 +777,160 @@ def _identity_key(handler: object) -> object:
     return ("object", id(handler))
 
 
+def _place_of(registered: list[Subscription], key: tuple[Any, ...]) -> int | None:
+    for index, existing in enumerate(registered):
+        if existing.key == key:
+            return index
+    return None
+
+
 def _type_name(cls: type) -> str:
     return getattr(cls, "__qualname__", repr(cls))
 
 
-def _check_event_type(event_type: object, handler: object) -> None:
-    if isinstance(event_type, type):
-        if issubclass(event_type, (*_NOT_EVENTS, type(None))):
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def _needs_text(subscription: Subscription) -> str:
+    return f" (given {', '.join(subscription.needs)})" if subscription.needs else ""
+
+
+def _check_message_type(message_type: object, handler: object) -> None:
+    if isinstance(message_type, type):
+        if message_type is Command:
             raise TypeError(
-                f"register(): {_type_name(event_type)} is not an event class; events are "
-                "instances of your own classes (a frozen dataclass), or use object for all events"
+                "register(Command, ...): a handler handles one kind of command; register it "
+                "for the command class itself (to see every message, use middleware)"
             )
+        try:
+            message_kind(message_type)
+        except TypeError as error:
+            raise TypeError(f"register(): {error}") from None
         return
-    if callable(event_type) and isinstance(handler, type):
+    if callable(message_type) and isinstance(handler, type):
         raise TypeError(
-            f"register() takes the event class first and the handler second; got "
-            f"{handler_name(event_type)} and {_type_name(handler)}: "
-            f"write register({_type_name(handler)}, {handler_name(event_type)})"
+            f"register() takes the message class first and the handler second; got "
+            f"{handler_name(message_type)} and {_type_name(handler)}: "
+            f"write register({_type_name(handler)}, {handler_name(message_type)})"
         )
     hint = ""
-    if event_type is not None and not isinstance(event_type, (str, int, float)):
-        hint = f": pass the class {_type_name(type(event_type))} itself, not an instance"
-    raise TypeError(f"register() takes an event class, got {describe_value(event_type)}{hint}")
+    if message_type is not None and not isinstance(message_type, (str, int, float)):
+        hint = f": pass the class {_type_name(type(message_type))} itself, not an instance"
+    raise TypeError(f"register() takes an event class, got {describe_value(message_type)}{hint}")
 
 
-def _check_handler(handler: object, event_type: type) -> None:
+def _check_handler(handler: object, message_type: type, runs_async: bool) -> None:
     if not callable(handler):
         raise TypeError(
-            f"register({_type_name(event_type)}, handler): the handler must be callable, "
+            f"register({_type_name(message_type)}, handler): the handler must be callable, "
             f"got {describe_value(handler)}"
         )
-    try:
-        signature = inspect.signature(handler)
-    except (TypeError, ValueError):  # some builtins have no signature: trust them
-        return
-    try:
-        signature.bind(object())
-    except TypeError:
+    name = handler_name(handler)
+    inner = _unwrapped(handler)
+    if not runs_async and (is_async_callable(handler) or inspect.isasyncgenfunction(inner)):
         raise TypeError(
-            f"handler {handler_name(handler)}{signature} cannot be called with one event; "
-            "a handler takes exactly one argument, the event (give any others defaults)"
-        ) from None
+            f"handler {name} is async def; an EventBus calls handlers without awaiting them, "
+            "so it would never run. Register it on an AsyncEventBus, or make it a plain def"
+        )
+    if issubclass(message_type, Command) and (
+        inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
+    ):
+        raise TypeError(
+            f"handler {name} yields, but {_type_name(message_type)} is a command: its handler "
+            "returns an answer. Record events on the aggregate (or dispatch them) instead"
+        )
+
+
+def _handler_signature(handler: object) -> inspect.Signature | None:
+    """The parameters the bus must fill. A ``functools.wraps`` wrapper that takes
+    ``(*args, **kwargs)`` passes everything on, so the wrapped function's signature counts;
+    a wrapper with parameters of its own is called as it says."""
+    try:
+        own = inspect.signature(handler, follow_wrapped=False)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # some builtins have no signature: trust them
+        return None
+    kinds = {parameter.kind for parameter in own.parameters.values()}
+    passes_on = {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD} <= kinds
+    if passes_on and hasattr(handler, "__wrapped__"):
+        try:
+            return inspect.signature(handler)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return own
+    return own
+
+
+def _dependency_names(
+    handler: object, message_type: type, dependencies: Mapping[str, object]
+) -> tuple[str, ...]:
+    """The names of the dependencies to pass to ``handler``; a TypeError for a parameter
+    that nothing provides, naming it and the fix."""
+    signature = _handler_signature(handler)
+    if signature is None:
+        return ()
+    name = handler_name(handler)
+    parameters = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or (
+        parameters[0].kind not in positional
+        and parameters[0].kind != inspect.Parameter.VAR_POSITIONAL
+    ):
+        raise TypeError(
+            f"handler {name}{signature} takes no message; a handler's first parameter is the "
+            f"message: def {name}(message: {_type_name(message_type)}, ...)"
+        )
+    needs = []
+    for parameter in parameters[1:]:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if parameter.name in dependencies:
+            if parameter.kind == inspect.Parameter.POSITIONAL_ONLY:
+                raise TypeError(
+                    f"handler {name}: the dependency {parameter.name!r} is positional-only; "
+                    "the bus passes dependencies by name, so drop the `/` before it"
+                )
+            needs.append(parameter.name)
+        elif parameter.default is inspect.Parameter.empty:
+            provided = ", ".join(dependencies) or "none"
+            raise TypeError(
+                f"handler {name} needs {parameter.name!r}, which this bus does not provide "
+                f"(it provides: {provided}); give it to the bus, "
+                f"EventBus(dependencies={{{parameter.name!r}: ...}}) or "
+                f"bus.provide({parameter.name}=...), or give the parameter a default"
+            )
+    return tuple(needs)
+
+
+def _checked_dependencies(dependencies: Mapping[str, object]) -> dict[str, object]:
+    if not isinstance(dependencies, Mapping):
+        raise TypeError(
+            f"dependencies is a mapping of parameter names to values, such as "
+            f"{{'uow': uow}}; got {describe_value(dependencies)}"
+        )
+    for name in dependencies:
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise TypeError(f"a dependency's name is a parameter name, got {describe_value(name)}")
+    return dict(dependencies)
+
+
+def _checked_sources(sources: Iterable[EventSource]) -> tuple[EventSource, ...]:
+    if (
+        isinstance(sources, (str, bytes))
+        or not isinstance(sources, Iterable)
+        or hasattr(sources, "collect_new_events")
+    ):
+        raise TypeError(
+            f"collect_from takes a list of event sources, such as [uow]; got "
+            f"{describe_value(sources)}"
+        )
+    checked = tuple(sources)
+    for source in checked:
+        if not callable(getattr(source, "collect_new_events", None)):
+            raise TypeError(
+                f"collect_from: {describe_value(source)} has no collect_new_events() method; "
+                "give the unit of work whose aggregates record events"
+            )
+    return checked
 
 
 def _check_middleware(layer: object) -> None:
@@ -468,15 +941,15 @@ def _check_middleware(layer: object) -> None:
         )
 
 
-def _annotated_event_types(handler: Handler) -> tuple[type, ...]:
-    """The event classes named by the annotation of the handler's first parameter."""
+def _annotated_message_types(handler: Handler) -> tuple[type, ...]:
+    """The message classes named by the annotation of the handler's first parameter."""
     name = handler_name(handler)
     try:
         parameters = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
         parameters = []
     if not parameters:
-        raise TypeError(f"@bus.subscribe: {name} takes no parameter; a handler takes the event")
+        raise TypeError(f"@bus.subscribe: {name} takes no parameter; a handler takes the message")
     first = parameters[0]
     fix = (
         f"annotate it (def {name}({first.name}: OrderCreated)) "
@@ -495,48 +968,19 @@ def _annotated_event_types(handler: Handler) -> tuple[type, ...]:
             raise TypeError(
                 f"@bus.subscribe could not resolve the annotation {first.annotation} of "
                 f"{name} ({error}); define the class at module level, or name it: "
-                f"@bus.subscribe(TheEventClass)"
+                f"@bus.subscribe(TheMessageClass)"
             ) from None
     members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
-    if not all(
-        isinstance(m, type) and not issubclass(m, (*_NOT_EVENTS, type(None))) for m in members
-    ):
-        raise TypeError(
-            f"@bus.subscribe: the annotation {annotation!r} of {name} is not an event class; {fix}"
-        )
+    for member in members:
+        try:
+            message_kind(member)
+        except TypeError:
+            raise TypeError(
+                f"@bus.subscribe: the annotation {annotation!r} of {name} is not an event "
+                f"class; {fix}"
+            ) from None
     return tuple(members)
 
 
 def _is_union(annotation: object) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
-
-
-def checked_event(event: object) -> object:
-    """``event`` itself, or a TypeError saying why it cannot be dispatched."""
-    if isinstance(event, type):
-        raise TypeError(
-            f"dispatch() takes an event instance, got the class {_type_name(event)}; "
-            f"create one first: dispatch({_type_name(event)}(...))"
-        )
-    if event is None or isinstance(event, (*_NOT_EVENTS, list, tuple)):
-        raise TypeError(
-            f"dispatch() takes an event instance, got {describe_value(event)}; "
-            "define an event class (a frozen dataclass) and dispatch an instance of it"
-        )
-    return event
-
-
-def events_returned(produced: object, subscription: Subscription) -> list[object]:
-    """The events in a handler's return value: one event, or a list, tuple or generator of them."""
-    events: list[object]
-    if isinstance(produced, (list, tuple)) or hasattr(type(produced), "__next__"):
-        events = list(produced)  # type: ignore[call-overload]
-    else:
-        events = [produced]
-    for event in events:
-        if event is None or isinstance(event, _NOT_EVENTS):
-            raise TypeError(
-                f"handler {subscription.name} returned {describe_value(event)}; a handler "
-                "returns None, an event, or a list of events"
-            )
-    return events

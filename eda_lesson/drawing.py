@@ -39,7 +39,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from eda_lesson.book import CHAPTERS, Chapter
-from eda_lesson.bus import EventBus, handler_name
+from eda_lesson.bus import BaseBus, handler_name
 from eda_lesson.graphs import (
     COLOURS,
     check_step,
@@ -283,7 +283,7 @@ def _layer_sizes(positions: dict[Hashable, tuple[float, float]]) -> dict[float, 
 
 
 def draw_registrations(
-    bus: EventBus, *, ax: Axes | None = None, event_types: Iterable[type] = ()
+    bus: BaseBus, *, ax: Axes | None = None, event_types: Iterable[type] = ()
 ) -> Figure:
     """Draw which handler listens to which event type: types on the left, handlers on the right.
 

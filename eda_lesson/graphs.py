@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
-    from eda_lesson.bus import EventBus
+    from eda_lesson.bus import BaseBus
     from eda_lesson.result import DispatchResult, EventRecord, HandlerCall
 
 __all__ = [
@@ -52,7 +52,7 @@ COLOURS: dict[str, tuple[str, str]] = {
 # ---------------------------------------------------------------------- registrations
 
 
-def registration_graph(bus: EventBus, *, event_types: Iterable[type] = ()) -> nx.DiGraph:
+def registration_graph(bus: BaseBus, *, event_types: Iterable[type] = ()) -> nx.DiGraph:
     """The registrations of ``bus`` as a directed graph.
 
     Nodes are ``("event_type", name)`` and ``("handler", name)``, with attributes ``kind``
@@ -69,7 +69,7 @@ def registration_graph(bus: EventBus, *, event_types: Iterable[type] = ()) -> nx
     """
     graph = nx.DiGraph(name="registrations")
     subscriptions = bus.subscriptions()
-    types: list[type] = list(dict.fromkeys([s.event_type for s in subscriptions]))
+    types: list[type] = list(dict.fromkeys([s.message_type for s in subscriptions]))
     types += [t for t in dict.fromkeys(event_types) if t not in types]
     type_nodes = _unique_type_nodes(types)
     for cls in types:
@@ -86,10 +86,10 @@ def registration_graph(bus: EventBus, *, event_types: Iterable[type] = ()) -> nx
     for subscription in subscriptions:
         node = _handler_node(handler_nodes, subscription.handler, subscription.name)
         graph.add_node(node, kind="handler", label=node[1], handler=subscription.handler)
-        source = type_nodes[subscription.event_type]
+        source = type_nodes[subscription.message_type]
         graph.nodes[source]["registered"] = True
-        position = positions.get(subscription.event_type, 0)
-        positions[subscription.event_type] = position + 1
+        position = positions.get(subscription.message_type, 0)
+        positions[subscription.message_type] = position + 1
         graph.add_edge(source, node, relation="listens", position=position)
     for cls in types:
         for base in _nearest_bases(cls, types):

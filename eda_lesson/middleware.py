@@ -14,28 +14,39 @@ listed is the outermost layer::
         idempotent(),                               # 1. never charge the same payment twice
     ])
 
+Written once for plain and async handlers
+-----------------------------------------
+The logic of each middleware here is one generator, the same for an ``async def`` handler
+and a plain one. It says ``produced = yield NEXT`` where the next layer is to be called (the
+value comes back, or the error is raised at the ``yield``), and ``yield Wait(seconds,
+clock)`` to wait. :func:`around` turns such a generator function into a middleware; the
+wrapper it returns is ``async def`` exactly when the call it wraps is, and then awaits the
+call and waits with ``asyncio.sleep``. Your own middleware can be written the same way::
+
+    @around
+    def log_calls(message, subscription):
+        print("calling", subscription.name)
+        produced = yield NEXT
+        print("done", subscription.name)
+        return produced
+
 - :func:`retry` calls a failing handler again after a backoff (:func:`fixed`,
   :func:`exponential`, with jitter from a random source you pass in), waiting on an
   injectable clock. Calls that needed more than one attempt are kept in a :class:`RetryLog`
-  as :class:`Attempt` records (handler, number, error, start and end time, wait after).
-  When it gives up it raises :class:`RetriesExhaustedError`, which holds every attempt.
-- :func:`dead_letters` puts an event whose handler still fails into a
-  :class:`DeadLetterStore`, with every attempt. The failure is *not* hidden: the error is
-  re-raised, so the dispatch result still records the handler call as failed (with a note
-  naming the letter). Once the cause is fixed, ``store.replay(bus)`` calls the handler again;
-  a success leaves the store, a failure stays with the new attempts appended.
-- :func:`idempotent` makes a handler safe to receive the same event twice: it remembers, per
-  handler, the keys of events handled successfully (by default the event's ``event_id``)
-  and skips a repeat.
-- :func:`correlate` lets events created while a handler runs inherit the handled event's
-  correlation id and name it as their cause (see :mod:`eda_lesson.messages`).
+  as :class:`Attempt` records. When it gives up it raises :class:`RetriesExhaustedError`.
+- :func:`dead_letters` puts a message whose handler still fails into a
+  :class:`DeadLetterStore`, with every attempt, and re-raises the error (so the dispatch
+  result still records the call as failed). ``store.replay(bus)`` tries again later.
+- :func:`idempotent` makes a handler safe to receive the same event twice: it remembers,
+  per registration, the ids of events handled successfully and skips a repeat.
+- :func:`correlate` lets messages created while a handler runs inherit the handled
+  message's correlation id and name it as their cause (see :mod:`eda_lesson.messages`).
 - :func:`timeout` turns an ``async def`` handler that takes too long into a ``TimeoutError``.
 
-Every middleware works for plain and ``async def`` handlers alike (it looks at the handler
-when it wraps it). Retry is our own rather than ``tenacity``: a learner can read it in one
-sitting, it waits and timestamps on the same injectable clock (tenacity stamps attempts with
-``time.monotonic`` and draws jitter from the global ``random``), it records attempts in a form
-pictures can draw, and it adds next to nothing to a call that succeeds.
+A generator handler is run to its end inside its middleware (the bus drains it there), so
+a failure while it yields is retried, dead-lettered and not marked as done like any other.
+Retry is our own rather than ``tenacity``: a learner can read it in one sitting, and it
+waits and timestamps on the same injectable clock.
 
 This module does not schedule redeliveries later or persist anything: the stores here live in
 memory (the seen-keys store is pluggable, a plain ``set`` is one).
@@ -47,19 +58,28 @@ import builtins
 import inspect
 import itertools
 import random as random_module
-import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator
+import typing
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from eda_lesson.bus import EventBus, Handler, Subscription, events_returned, handler_name
-from eda_lesson.clock import Clock, VirtualClock, current_clock, running_clock
+from eda_lesson.bus import (
+    BaseBus,
+    EventBus,
+    Subscription,
+    handler_name,
+    is_async_callable,
+    produced_messages,
+)
+from eda_lesson.clock import Clock, VirtualClock, current_clock
 from eda_lesson.messages import Message, running_cause
+from eda_lesson.result import safe_repr
 
 if TYPE_CHECKING:
     from eda_lesson.result import DispatchResult
 
 __all__ = [
+    "NEXT",
     "Attempt",
     "DeadLetter",
     "DeadLetterStore",
@@ -73,26 +93,139 @@ __all__ = [
     "RetryLog",
     "SeenKeys",
     "Skipped",
+    "Steps",
     "Timeout",
+    "Wait",
+    "around",
     "correlate",
     "dead_letters",
     "exponential",
     "fixed",
     "idempotent",
-    "is_async_handler",
     "message_key",
+    "registration_text",
     "retry",
     "timeout",
 ]
 
+Call = Callable[[Any], Any]
 
-def is_async_handler(handler: object) -> bool:
-    """True for an ``async def`` function or method, or an object with ``async def __call__``."""
-    if inspect.iscoroutinefunction(handler):
-        return True
-    if inspect.isfunction(handler) or inspect.ismethod(handler):
-        return False
-    return inspect.iscoroutinefunction(inspect.getattr_static(type(handler), "__call__", None))
+#: The most messages a middleware drains from an iterator a plain function returned.
+_DRAIN_AT_MOST = 100_000
+
+
+# ---------------------------------------------------------------------- written once
+
+
+class _Next:
+    """What a middleware's steps yield to call the next layer (see :data:`NEXT`)."""
+
+    def __repr__(self) -> str:
+        return "NEXT"
+
+
+NEXT = _Next()
+"""``produced = yield NEXT``: call the next layer here; its value comes back, its error is
+raised at the ``yield``."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """``yield Wait(seconds, clock)``: wait before going on (``asyncio.sleep`` in async code,
+    ``clock.sleep`` in plain code)."""
+
+    seconds: float
+    clock: Clock
+
+
+Steps = Generator["_Next | Wait", Any, Any]
+"""The logic of a middleware for one call: yields :data:`NEXT` or :class:`Wait`, returns
+what the call returns."""
+
+StepsFunction = Callable[[Any, Subscription], Steps]
+
+
+def around(steps: StepsFunction) -> Callable[[Call, Subscription], Call]:
+    """Turn ``steps(message, subscription)``, a generator function, into a middleware.
+
+    The wrapper follows the call it wraps: ``async def`` around an async call (awaiting it,
+    and waiting with ``asyncio.sleep``), a plain function around a plain one.
+    """
+
+    def middleware(call: Call, subscription: Subscription) -> Call:
+        if is_async_callable(call):
+
+            async def run_async(message: object) -> object:
+                return await _drive_async(steps(message, subscription), call, message)
+
+            return run_async
+
+        def run(message: object) -> object:
+            return _drive(steps(message, subscription), call, message)
+
+        return run
+
+    middleware.__name__ = middleware.__qualname__ = handler_name(steps)
+    return middleware
+
+
+def _drive(steps: Steps, call: Call, message: object) -> object:
+    """Run a middleware's steps around a plain call."""
+    try:
+        step = next(steps)
+        while True:
+            if step is NEXT:
+                try:
+                    outcome = call(message)
+                except Exception as error:
+                    step = steps.throw(error)
+                else:
+                    step = steps.send(outcome)
+            else:
+                wait = _as_wait(step)
+                wait.clock.sleep(wait.seconds)
+                step = steps.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+async def _drive_async(steps: Steps, call: Call, message: object) -> object:
+    """Run a middleware's steps around an async call: :func:`_drive`, with ``await``."""
+    try:
+        step = next(steps)
+        while True:
+            if step is NEXT:
+                try:
+                    outcome = await call(message)
+                except Exception as error:
+                    step = steps.throw(error)
+                else:
+                    step = steps.send(outcome)
+            else:
+                wait = _as_wait(step)
+                await _wait(wait.clock, wait.seconds)
+                step = steps.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+def _as_wait(step: object) -> Wait:
+    if not isinstance(step, Wait):
+        raise TypeError(
+            f"a middleware's steps yield NEXT (call the next layer) or Wait(seconds, clock), "
+            f"got {safe_repr(step)}"
+        )
+    return step
+
+
+class Layer:
+    """Base of the middleware classes here: ``steps`` is the logic, written once."""
+
+    def steps(self, message: Any, subscription: Subscription) -> Steps:
+        raise NotImplementedError
+
+    def __call__(self, call: Call, subscription: Subscription) -> Call:
+        return around(self.steps)(call, subscription)
 
 
 # ---------------------------------------------------------------------- backoff
@@ -217,7 +350,7 @@ class RetryLog:
     def extend(self, attempts: Iterable[Attempt]) -> None:
         self._attempts.extend(attempts)
 
-    def for_handler(self, handler: Handler | str) -> builtins.list[Attempt]:
+    def for_handler(self, handler: Call | str) -> builtins.list[Attempt]:
         """The attempts of one handler (the function or its name)."""
         name = handler if isinstance(handler, str) else handler_name(handler)
         return [attempt for attempt in self._attempts if attempt.handler == name]
@@ -300,7 +433,7 @@ class _Attempts:
         return RetriesExhaustedError(self.handler, tuple(self.made), reason)
 
 
-class Retry:
+class Retry(Layer):
     """Middleware that calls a failing handler again (made by :func:`retry`)."""
 
     def __init__(
@@ -317,69 +450,27 @@ class Retry:
         self.clock = clock
         self.log = log
 
-    def __call__(self, call: Handler, subscription: Subscription) -> Handler:
-        if is_async_handler(subscription.handler):
-            return self._wrap_async(call, subscription)
-        retry_on, clock, clock_here = self.retry_on, self.clock, running_clock.get
-
-        def call_with_retries(event: object) -> object:
-            started = (clock or clock_here()).now()
-            try:
-                return call(event)
-            except retry_on as error:
-                return self._keep_trying(call, subscription, event, error, started)
-
-        return call_with_retries
-
-    def _keep_trying(
-        self,
-        call: Handler,
-        subscription: Subscription,
-        event: object,
-        error: Exception,
-        started: float,
-    ) -> object:
-        """The slow path, after a first attempt failed with an error worth retrying."""
+    def steps(self, message: Any, subscription: Subscription) -> Steps:
         clock = self.clock or current_clock()
-        attempts = _Attempts(self, subscription, event)
+        started = clock.now()
+        try:
+            return (yield NEXT)
+        except self.retry_on as first_error:
+            error: Exception = first_error
+        attempts = _Attempts(self, subscription, message)  # the slow path: it failed once
         while True:
             wait = attempts.failed(error, started, clock.now())
             if wait is None:
                 raise attempts.give_up() from error
-            clock.sleep(wait)
+            yield Wait(wait, clock)
             started = clock.now()
             try:
-                produced = call(event)
-            except Exception as caught:
-                error = caught
+                produced = yield NEXT
+            except Exception as again:
+                error = again
             else:
                 attempts.succeeded(started, clock.now())
                 return produced
-
-    def _wrap_async(self, call: Handler, subscription: Subscription) -> Handler:
-        async def call_with_retries(event: object) -> object:
-            clock = self.clock or current_clock()
-            now = clock.now
-            attempts: _Attempts | None = None
-            while True:
-                started = now()
-                try:
-                    produced = await call(event)
-                except Exception as error:
-                    if attempts is None:
-                        if not isinstance(error, self.retry_on):
-                            raise
-                        attempts = _Attempts(self, subscription, event)
-                    wait = attempts.failed(error, started, now())
-                    if wait is None:
-                        raise attempts.give_up() from error
-                    await _wait(clock, wait)
-                    continue
-                if attempts is not None:
-                    attempts.succeeded(started, now())
-                return produced
-
-        return call_with_retries
 
     def __repr__(self) -> str:
         names = ", ".join(cls.__name__ for cls in self.retry_on)
@@ -573,7 +664,7 @@ class DeadLetterStore:
     # -- replaying -------------------------------------------------------------------------
 
     def replay(
-        self, via: EventBus | Handler | None = None, *, letters: Iterable[DeadLetter] | None = None
+        self, via: BaseBus | Call | None = None, *, letters: Iterable[DeadLetter] | None = None
     ) -> builtins.list[Replayed]:
         """Give each letter (or just ``letters``) one more delivery; return what happened.
 
@@ -584,7 +675,7 @@ class DeadLetterStore:
         called directly: for when the world was fixed, not the code). A success removes the
         letter; a failure keeps it, with the new attempts appended.
         """
-        if _is_async_bus(via):
+        if isinstance(via, BaseBus) and not isinstance(via, EventBus):
             raise TypeError(
                 "replaying through an AsyncEventBus needs awaiting: `await store.replay_async(bus)`"
             )
@@ -613,7 +704,7 @@ class DeadLetterStore:
         return outcomes
 
     async def replay_async(
-        self, via: EventBus | Handler | None = None, *, letters: Iterable[DeadLetter] | None = None
+        self, via: BaseBus | Call | None = None, *, letters: Iterable[DeadLetter] | None = None
     ) -> builtins.list[Replayed]:
         """:meth:`replay` for ``async def`` handlers and the async bus (awaits each call)."""
         outcomes = []
@@ -631,10 +722,10 @@ class DeadLetterStore:
                 outcomes.append(self._failed_again(letter, error, before))
                 continue
             outcome = self._succeeded(letter, before, produced)
-            if isinstance(via, EventBus) and outcome.ok:
+            if isinstance(via, BaseBus) and outcome.ok:
                 results = []
                 for event in outcome.produced:
-                    dispatched: Any = via.dispatch(event)
+                    dispatched: Any = typing.cast(Any, via).dispatch(event)  # either sibling
                     if inspect.isawaitable(dispatched):
                         dispatched = await dispatched
                     results.append(dispatched)
@@ -662,7 +753,8 @@ class DeadLetterStore:
             current = self._current(letter)
             return Replayed(current, current.error)
         self.remove(letter)
-        events = () if produced is None else tuple(events_returned(produced, letter.subscription))
+        answered = produced is None or letter.subscription.is_command  # an answer, not events
+        events = () if answered else tuple(produced_messages(produced, _DRAIN_AT_MOST))
         return Replayed(letter, None, events)
 
     def _failed_again(self, letter: DeadLetter, error: Exception, before: int) -> Replayed:
@@ -672,10 +764,10 @@ class DeadLetterStore:
         return Replayed(self._current(letter), error)
 
     @staticmethod
-    def _call_for(letter: DeadLetter, via: EventBus | Handler | None) -> Handler | Exception:
+    def _call_for(letter: DeadLetter, via: BaseBus | Call | None) -> Call | Exception:
         if via is None:
             return letter.subscription.handler
-        if not isinstance(via, EventBus):
+        if not isinstance(via, BaseBus):
             return via
         for subscription, call in via.plan_for(type(letter.event)):
             if subscription.key == letter.subscription.key:
@@ -687,38 +779,22 @@ class DeadLetterStore:
         )
 
 
-class DeadLetters:
-    """Middleware that keeps failed events in a :class:`DeadLetterStore` (see
+class DeadLetters(Layer):
+    """Middleware that keeps failed messages in a :class:`DeadLetterStore` (see
     :func:`dead_letters`)."""
 
     def __init__(self, store: DeadLetterStore, reraise: bool) -> None:
         self.store = store
         self.reraise = reraise
 
-    def __call__(self, call: Handler, subscription: Subscription) -> Handler:
-        if is_async_handler(subscription.handler):
-
-            async def call_or_dead_letter_async(event: object) -> object:
-                try:
-                    return await call(event)
-                except Exception as error:
-                    self._keep(event, subscription, error)
-                    if self.reraise:
-                        raise
-                    return None
-
-            return call_or_dead_letter_async
-
-        def call_or_dead_letter(event: object) -> object:
-            try:
-                return call(event)
-            except Exception as error:
-                self._keep(event, subscription, error)
-                if self.reraise:
-                    raise
-                return None
-
-        return call_or_dead_letter
+    def steps(self, message: Any, subscription: Subscription) -> Steps:
+        try:
+            return (yield NEXT)
+        except Exception as error:
+            self._keep(message, subscription, error)
+            if self.reraise:
+                raise
+            return None
 
     def _keep(self, event: object, subscription: Subscription, error: Exception) -> None:
         letter = self.store.add(event, subscription, error)
@@ -734,14 +810,14 @@ class DeadLetters:
 
 
 def dead_letters(store: DeadLetterStore, *, reraise: bool = True) -> DeadLetters:
-    """Middleware: an event whose handler fails goes into ``store``, with every attempt.
+    """Middleware: a message whose handler fails goes into ``store``, with every attempt.
 
     Put it *outside* :func:`retry` (listed before it) so it sees the failure only once the
     retries are spent: ``middleware=[dead_letters(store), retry(...)]``.
 
-    By default the error is re-raised after the event is stored, so the dispatch result
+    By default the error is re-raised after the message is stored, so the dispatch result
     still shows the handler call as failed (its error carries a note naming the letter): the
-    failure happened, the store is where the event waits for a fix. ``reraise=False``
+    failure happened, the store is where the message waits for a fix. ``reraise=False``
     swallows it instead, as a broker does when it moves a message aside and goes on; then
     the handler call counts as a success and only the store tells.
     """
@@ -756,8 +832,10 @@ def dead_letters(store: DeadLetterStore, *, reraise: bool = True) -> DeadLetters
 class SeenKeys(Protocol):
     """Where :func:`idempotent` remembers what it handled; a plain ``set`` is one.
 
-    Entries are ``(handler name, event key)`` pairs. A store in a database or Redis only
-    needs these two operations.
+    Entries are ``(registration, event key)`` pairs of a string and the key: the string tells
+    handlers apart as the bus does (see :func:`registration_text`), so two different
+    handlers never share an entry. A store in a database or Redis only needs these two
+    operations.
     """
 
     def __contains__(self, entry: object, /) -> bool: ...
@@ -777,129 +855,142 @@ class Skipped(NamedTuple):
 
 
 def message_key(event: object) -> Hashable:
-    """The key :func:`idempotent` uses by default: ``event.event_id``, else the event itself.
+    """The key :func:`idempotent` uses by default: the event's ``event_id``.
 
-    Without an id, equal events count as the same event: fine for a frozen dataclass whose
-    fields identify it, wrong where two equal events are really two (pay twice the same sum):
-    give those events ids (:class:`~eda_lesson.messages.Message`) or pass ``key=``.
+    An event without a usable id (none, None, an empty or blank string, or something
+    unhashable) is refused with an error: equal-looking events are not the same event (pay
+    the same sum twice), so guessing would skip real work. Give events ids
+    (:class:`~eda_lesson.messages.Message`) or pass ``key=``.
     """
     event_id = getattr(event, "event_id", None)
-    if event_id is not None:
-        return event_id  # type: ignore[no-any-return]
-    if type(event).__hash__ is None:
-        raise TypeError(
-            f"idempotent() cannot tell {type(event).__name__} events apart: they have no "
-            "event_id and are not hashable (a dataclass event needs frozen=True); give a key: "
-            "idempotent(key=lambda event: event.order_id)"
+    usable = isinstance(event_id, (str, int)) and not isinstance(event_id, bool)
+    if usable and isinstance(event_id, str) and not event_id.strip():
+        usable = False
+    if not usable:
+        got = "no event_id" if event_id is None else f"the event_id {safe_repr(event_id)}"
+        raise ValueError(
+            f"idempotent() cannot tell this {type(event).__name__} from another: it has {got}. "
+            "Give every event a unique id (subclass eda_lesson.messages.Message), or say what "
+            "identifies it: idempotent(key=lambda event: event.payment_id)"
         )
-    return event
+    return event_id
 
 
-class Idempotent:
+class Idempotent(Layer):
     """Middleware that skips events a handler has already handled (see :func:`idempotent`)."""
 
-    def __init__(self, key: Callable[[Any], Hashable], seen: SeenKeys) -> None:
+    def __init__(self, key: Callable[[Any], Hashable], seen: SeenKeys, name: str | None) -> None:
         self.key = key
         self.seen = seen
+        self.name = name
         self.skipped: list[Skipped] = []
 
-    def __call__(self, call: Handler, subscription: Subscription) -> Handler:
-        key_of, seen, name = self.key, self.seen, subscription.name
-        if is_async_handler(subscription.handler):
-
-            async def call_once_async(event: object) -> object:
-                entry = (name, key_of(event))
-                if entry in seen:
-                    self.skipped.append(Skipped(event, name, entry[1]))
-                    return None
-                produced = await call(event)
-                seen.add(entry)
-                return produced
-
-            return call_once_async
-
-        def call_once(event: object) -> object:
-            entry = (name, key_of(event))
-            if entry in seen:
-                self.skipped.append(Skipped(event, name, entry[1]))
-                return None
-            produced = call(event)
-            seen.add(entry)  # only after success: a failed call may be delivered again
-            return produced
-
-        return call_once
+    def steps(self, message: Any, subscription: Subscription) -> Steps:
+        event_key = self.key(message)
+        _check_key(event_key, self.key)
+        entry = (self.name or registration_text(subscription), event_key)
+        if entry in self.seen:
+            self.skipped.append(Skipped(message, subscription.name, event_key))
+            return None
+        produced = yield NEXT
+        self.seen.add(entry)  # only after success: a failed call may be delivered again
+        return produced
 
     def __repr__(self) -> str:
         return f"Idempotent(key={handler_name(self.key)})"
 
 
+def _check_key(event_key: object, key: Callable[[Any], Hashable]) -> None:
+    try:
+        hash(event_key)
+    except TypeError:
+        raise TypeError(
+            f"idempotent(key={handler_name(key)}) returned {safe_repr(event_key)}, which "
+            "cannot be remembered (not hashable); return a string, a number or a tuple"
+        ) from None
+    if event_key is None or (isinstance(event_key, str) and not event_key.strip()):
+        raise ValueError(
+            f"idempotent(key={handler_name(key)}) returned {safe_repr(event_key)}: an empty "
+            "key would make every later event look like a repeat; return the event's id"
+        )
+
+
+def registration_text(subscription: Subscription) -> str:
+    """Text that tells one registration's handler from every other: ``module.qualname`` for
+    a function defined at module level (the same in every process, so a store that outlives
+    the process can use it), the name and the object's id for anything else (a method of one
+    instance, a lambda, a closure), which holds for the life of the process only."""
+    kind, *parts = subscription.key
+    if kind == "function":
+        return f"{parts[0]}.{parts[1]}"
+    return f"{subscription.name}@{'-'.join(str(part) for part in parts)}"
+
+
 def idempotent(
-    *, key: Callable[[Any], Hashable] = message_key, seen: SeenKeys | None = None
+    *,
+    key: Callable[[Any], Hashable] = message_key,
+    seen: SeenKeys | None = None,
+    name: str | None = None,
 ) -> Idempotent:
     """Middleware: a handler handles each event once, however often it is delivered.
 
-    Events are told apart by ``key(event)`` (default :func:`message_key`: the event id).
-    A key is remembered in ``seen`` (default: a new ``set``), per handler name, once the
-    handler *succeeded*, so a failed call can still be retried or replayed. Repeats are
-    skipped (the call returns None) and listed in ``.skipped``.
+    Events are told apart by ``key(event)`` (default :func:`message_key`: the event id; an
+    event without a usable one is refused). A key is remembered in ``seen`` (default: a new
+    ``set``), per registration, once the handler *succeeded*, so a failed call can still be
+    retried or replayed. Repeats are skipped (the call returns None) and listed in
+    ``.skipped``. Entries name the registration (see :func:`registration_text`); give
+    ``name=`` when ``seen`` outlives the process and the handler is a method or a closure,
+    whose identity does not (one ``name`` per handler: registrations sharing it share marks).
 
-    Two deliveries of the same event running at the same time (concurrent async handlers)
-    can both get through: the key is remembered when the first one finishes.
+    Limits, each shown in chapter 05: the default store lives in memory and grows without
+    end; the mark is not written in one transaction with the handler's effect (a crash
+    between the two runs the handler again); two deliveries of the same event running at
+    the same time (concurrent async handlers) can both get through.
     """
     if not callable(key):
         raise TypeError(f"idempotent(key=...) is a function of the event, got {key!r}")
-    return Idempotent(key, seen if seen is not None else set())
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        raise ValueError(f"idempotent(name=...) is the handler's stable name, got {name!r}")
+    return Idempotent(key, seen if seen is not None else set(), name)
 
 
 # ---------------------------------------------------------------------- correlation
 
 
-def correlate(call: Handler, subscription: Subscription) -> Handler:
-    """Middleware: messages created while a handler runs are caused by the handled event.
+@around
+def correlate(message: Any, subscription: Subscription) -> Steps:
+    """Middleware: messages created while a handler runs are caused by the handled message.
 
     So they carry its ``correlation_id`` and name its ``event_id`` as ``causation_id``
-    (see :mod:`eda_lesson.messages`), whether the handler returns them or dispatches them.
-    Events that are not :class:`~eda_lesson.messages.Message` pass through untouched.
+    (see :mod:`eda_lesson.messages`), whether the handler returns them, yields them or
+    dispatches them. Messages that are not :class:`~eda_lesson.messages.Message` pass
+    through untouched.
     """
-    if is_async_handler(subscription.handler):
-
-        async def call_in_context_async(event: object) -> object:
-            if not isinstance(event, Message):
-                return await call(event)
-            token = running_cause.set(event)
-            try:
-                return await call(event)
-            finally:
-                running_cause.reset(token)
-
-        return call_in_context_async
-
-    def call_in_context(event: object) -> object:
-        if not isinstance(event, Message):
-            return call(event)
-        token = running_cause.set(event)
-        try:
-            produced = call(event)
-            if produced is not None and hasattr(type(produced), "__next__"):
-                produced = list(produced)  # a generator creates its events as it is drained
-            return produced
-        finally:
-            running_cause.reset(token)
-
-    return call_in_context
+    if not isinstance(message, Message):
+        return (yield NEXT)
+    token = running_cause.set(message)
+    try:
+        produced = yield NEXT
+        if produced is not None and hasattr(type(produced), "__next__"):
+            produced = produced_messages(produced, _DRAIN_AT_MOST)  # made as it runs
+        return produced
+    finally:
+        running_cause.reset(token)
 
 
 # ---------------------------------------------------------------------- timeout
 
 
 class Timeout:
-    """Middleware that stops an ``async def`` handler after ``seconds`` (see :func:`timeout`)."""
+    """Middleware that stops an ``async def`` handler after ``seconds`` (see :func:`timeout`).
+
+    Asynchronous only: a plain function cannot be interrupted, so there is no plain twin."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def __call__(self, call: Handler, subscription: Subscription) -> Handler:
-        if not is_async_handler(subscription.handler):
+    def __call__(self, call: Call, subscription: Subscription) -> Call:
+        if not is_async_callable(call):
             return call  # a plain function cannot be interrupted: it runs to its end
         import asyncio
 
@@ -953,17 +1044,12 @@ def _attempt_line(attempt: Attempt) -> str:
 
 
 def _short(event: object) -> str:
-    text = repr(event)
+    text = safe_repr(event)
     return text if len(text) <= 48 else text[:45] + "..."
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
-
-
-def _is_async_bus(via: object) -> bool:
-    asyncbus = sys.modules.get("eda_lesson.asyncbus")  # not imported: via cannot be one
-    return asyncbus is not None and isinstance(via, asyncbus.AsyncEventBus)
 
 
 def _close(awaitable: object) -> None:

@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, Protocol, Self, runtime_checkable
 
-from eda_lesson.bus import EventBus
+from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult
 from eda_lesson.serialization import EventRegistry
 from eda_lesson.store import EventStore, SQLiteEventStore
@@ -443,7 +443,7 @@ class BusPublisher:
     def __init__(
         self, bus: EventBus, registry: EventRegistry, *, deduplicate: bool = False
     ) -> None:
-        self.bus = bus
+        self.bus = require_sync_bus(bus, "BusPublisher")
         self.registry = registry
         self.deduplicate = deduplicate
         self.deliveries: list[tuple[str, str]] = []

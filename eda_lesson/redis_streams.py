@@ -80,7 +80,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "eda_lesson.redis_streams needs the redis package (redis-py): pip install redis"
     ) from error
 
-from eda_lesson.bus import EventBus
+from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult
 from eda_lesson.serialization import EventRegistry
 
@@ -466,8 +466,7 @@ class StreamConsumer:
         keep: int | None = 10_000,
         on_delivery: Callable[[Delivery], object] | None = None,
     ) -> None:
-        if not isinstance(bus, EventBus):
-            raise TypeError(f"StreamConsumer dispatches on an EventBus, got {type(bus).__name__}")
+        require_sync_bus(bus, "StreamConsumer")
         if not isinstance(registry, EventRegistry):
             raise TypeError(
                 f"StreamConsumer decodes entries through an EventRegistry, got "

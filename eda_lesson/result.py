@@ -1,9 +1,12 @@
-"""The story of one dispatch: every event, every handler call, what each produced or raised.
+"""The cascade of one dispatch: its queue, and the story of everything that happened in it.
 
-:class:`DispatchResult` is what :meth:`EventBus.dispatch <eda_lesson.bus.EventBus.dispatch>`
-returns. While the cascade runs it only appends to a few lists (that keeps dispatch fast);
-the readable records, :class:`EventRecord` and :class:`HandlerCall`, are built the first time
-somebody asks for them. Graphs, drawings and explorers are all drawn from these records.
+:class:`DispatchResult` is what ``dispatch`` returns. While the cascade runs, the bus walks
+its :attr:`~DispatchResult.queue` (the dispatched message first, then each message a handler
+produced, in the order they arrived) and writes down what each handler call did: an error,
+an answer (a command's return value), the messages it caused. Afterwards the same object is
+the story: :attr:`~DispatchResult.events` and :attr:`~DispatchResult.calls` are readable
+records, built from what was written down the first time somebody asks for them. Graphs,
+drawings and explorers are all drawn from these records.
 
 This module records and tells; it never calls a handler.
 """
@@ -11,7 +14,8 @@ This module records and tells; it never calls a handler.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -22,48 +26,29 @@ __all__ = [
     "DispatchResult",
     "EventRecord",
     "HandlerCall",
+    "UnhandledCommandError",
     "describe_value",
+    "safe_repr",
 ]
 
 
 class Plan(tuple[tuple["Subscription", Callable[[Any], Any]], ...]):
-    """The handlers one event type reaches, in call order: (subscription, wrapped call) pairs.
+    """The handlers one message type reaches, in call order: (subscription, wrapped call)
+    pairs. The bus builds one per type and reuses it until registrations change."""
 
-    The bus builds one plan per event type and reuses it until registrations change. A plan
-    also keeps the call records of a dispatch that ran all its handlers without incident,
-    since those are the same for every such dispatch.
-    """
-
-    _quiet: tuple[tuple[HandlerCall, ...], tuple[int, ...]]
-
-    def quiet_story(self) -> tuple[tuple[HandlerCall, ...], tuple[int, ...]]:
-        """The call records and steps of a dispatch in which every handler returned None."""
-        try:
-            return self._quiet
-        except AttributeError:
-            calls = tuple(
-                HandlerCall(step, 0, subscription, None, ())
-                for step, (subscription, _) in enumerate(self, 1)
-            )
-            self._quiet = (calls, tuple(call.step for call in calls))
-            return self._quiet
-
-
-Story = tuple[tuple["HandlerCall", ...], tuple["EventRecord", ...]]
-"""The readable records of a cascade: its handler calls and its events."""
 
 Cause = tuple[int, "Subscription"]
-"""(index of the event being handled, the subscription whose handler produced the event)."""
+"""A handler call: (position in the queue of the message it handled, its subscription)."""
 
-
-# The records are named tuples, not frozen dataclasses: equally immutable and readable, and
-# about ten times cheaper to build, which matters when a drawing reads thousands of them.
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
 
 
 class HandlerCall(NamedTuple):
-    """One call of one handler for one event of the cascade.
+    """One call of one handler for one message of the cascade.
 
-    ``step`` numbers the calls of the cascade from 1 in the order they ran.
+    ``step`` numbers the calls of the cascade from 1 in the order they ran; ``produced``
+    holds the indexes of the messages the call caused; ``returned`` is a command handler's
+    answer (None for event handlers, whose return values are the messages they produce).
     """
 
     step: int
@@ -74,13 +59,14 @@ class HandlerCall(NamedTuple):
     started: float | None = None
     """When the call started, on the bus's clock (buses that keep time, such as the async one)."""
     ended: float | None = None
+    returned: object = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @property
-    def handler(self) -> Callable[[Any], Any]:
+    def handler(self) -> Callable[..., Any]:
         return self.subscription.handler
 
     @property
@@ -89,9 +75,9 @@ class HandlerCall(NamedTuple):
 
 
 class EventRecord(NamedTuple):
-    """One event of the cascade. ``index`` 0 is the dispatched event; ``depth`` counts the
-    handler calls between it and the dispatched event; ``caused_by`` is the step of the
-    handler call that produced it (None for the dispatched event)."""
+    """One message of the cascade. ``index`` 0 is the dispatched message; ``depth`` counts the
+    handler calls between it and the dispatched message; ``caused_by`` is the step of the
+    handler call that produced it (None for the dispatched message)."""
 
     index: int  # type: ignore[assignment]  # shadows tuple.index(), which records never need
     event: object
@@ -104,114 +90,144 @@ class EventRecord(NamedTuple):
         return type(self.event).__name__
 
     @property
+    def is_command(self) -> bool:
+        from eda_lesson.bus import Command  # the bus imports this module: import when asked
+
+        return isinstance(self.event, Command)
+
+    @property
     def unhandled(self) -> bool:
         return not self.handled_by
 
 
-class CascadeLog:
-    """The raw record of a cascade that went beyond "every handler returned None".
-
-    ``queue[0]`` is the dispatched event; ``plans[i]`` is the plan used for ``queue[i]``.
-    """
-
-    __slots__ = ("causes", "errors", "finished", "inbox", "plans", "queue", "story", "timings")
-
-    def __init__(self, event: object, plan: Plan) -> None:
-        self.queue: list[object] = [event]
-        self.plans: list[Plan] = [plan]
-        self.causes: dict[int, Cause] = {}
-        self.errors: dict[Cause, Exception] = {}
-        self.inbox: list[object] = []
-        self.timings: dict[Cause, tuple[float, float]] = {}
-        self.finished = False
-        self.story: Story | None = None
-
-    def enqueue(self, event: object, cause: Cause) -> None:
-        """Add an event produced by the handler call ``cause`` to the back of the queue."""
-        self.causes[len(self.queue)] = cause
-        self.queue.append(event)
+Story = tuple[tuple[HandlerCall, ...], tuple[EventRecord, ...]]
 
 
 class DispatchResult:
-    """What happened during one dispatch, cascade included.
+    """The cascade of one dispatch: its queue while it runs, its story afterwards.
 
+    ``queue`` holds ``(message, plan)`` pairs in the order the messages are handled;
     ``ok`` says whether every handler succeeded; ``events`` and ``calls`` are the records of
-    the cascade in the order things happened; ``describe()`` tells it as text;
-    ``raise_if_failed()`` turns failures into an ``ExceptionGroup``.
+    the cascade in the order things happened; ``returned`` is the dispatched command's
+    answer; ``describe()`` tells it all as text; ``raise_if_failed()`` raises the failures.
     """
 
-    # Most dispatches are one event whose handlers all return None: then ``event`` and
-    # ``plan`` are the whole story and nothing else is allocated. The bus creates ``log``
-    # the first time a handler produces an event, dispatches one, or fails.
-    # It has no __init__ on purpose: the bus fills the three slots itself, which is
-    # measurably cheaper on the hot path than a call to __init__.
-    __slots__ = ("event", "log", "plan")
+    __slots__ = (
+        "_story",
+        "causes",
+        "dispatched",
+        "errors",
+        "finished",
+        "message",
+        "queue",
+        "reached",
+        "returns",
+        "timings",
+    )
 
-    event: object
-    """The event that was dispatched."""
-    plan: Plan
-    log: CascadeLog | None
+    def __init__(self, message: object, plan: Plan) -> None:
+        self.message = message
+        """The message that was dispatched."""
+        self.queue: list[tuple[object, Plan]] = [(message, plan)]
+        # What the calls did, keyed by call. Empty read-only mappings until the first entry:
+        # most dispatches never write one, and then nothing more is allocated.
+        self.causes: Mapping[int, Cause] = _NOTHING
+        self.errors: Mapping[Cause, Exception] = _NOTHING
+        self.returns: Mapping[Cause, object] = _NOTHING
+        self.timings: Mapping[Cause, tuple[float, float]] = _NOTHING
+        self.dispatched: list[object] | tuple[()] = ()
+        """Messages the running handler dispatched; they join the queue when it returns."""
+        self.reached = 0
+        """How many messages of the queue the bus has started handling."""
+        self.finished = False
+        self._story: Story | None = None
 
-    # -- recording (used by the bus while the cascade runs) ---------------------------------
+    # -- written by the bus while the cascade runs ------------------------------------------
 
-    def cascade_log(self) -> CascadeLog:
-        if self.log is None:
-            self.log = CascadeLog(self.event, self.plan)
-        return self.log
+    def enqueue(self, message: object, plan: Plan, cause: Cause) -> None:
+        """Add a message produced by the handler call ``cause`` to the back of the queue."""
+        if self.causes is _NOTHING:
+            self.causes = {}
+        self.causes[len(self.queue)] = cause  # type: ignore[index]
+        self.queue.append((message, plan))
 
-    def enqueue_from_handler(self, event: object) -> DispatchResult:
-        """An event a running handler dispatched; it is queued when that handler returns."""
-        self.cascade_log().inbox.append(event)
+    def dispatched_by_handler(self, message: object) -> DispatchResult:
+        """A message a running handler dispatched; it is queued when that handler returns."""
+        if not self.dispatched:
+            self.dispatched = []
+        self.dispatched.append(message)
         return self
+
+    def take_dispatched(self) -> list[object]:
+        """The messages dispatched by the handler that just returned (and forget them)."""
+        taken, self.dispatched = list(self.dispatched), ()
+        return taken
+
+    def record_error(self, cause: Cause, error: Exception) -> None:
+        if self.errors is _NOTHING:
+            self.errors = {}
+        self.errors.setdefault(cause, error)  # type: ignore[attr-defined]
+
+    def record_returned(self, cause: Cause, value: object) -> None:
+        if self.returns is _NOTHING:
+            self.returns = {}
+        self.returns[cause] = value  # type: ignore[index]
+
+    def record_times(self, cause: Cause, started: float, ended: float) -> None:
+        if self.timings is _NOTHING:
+            self.timings = {}
+        self.timings[cause] = (started, ended)  # type: ignore[index]
+
+    def first_error(self) -> Exception | None:
+        """The error of the first handler call of the dispatched message, if it failed."""
+        plan = self.queue[0][1]
+        return self.errors.get((0, plan[0][0])) if plan and self.errors else None
 
     # -- the story ---------------------------------------------------------------------------
 
     @property
+    def event(self) -> object:
+        """The dispatched message (the name the drawings and the first chapters use)."""
+        return self.message
+
+    @property
     def ok(self) -> bool:
         """True when no handler failed."""
-        return self.log is None or not self.log.errors
+        return not self.errors
 
-    def _raw(self) -> tuple[list[object], list[Plan], dict[int, Cause], dict[Cause, Exception]]:
-        log = self.log
-        if log is None:
-            return [self.event], [self.plan], {}, {}
-        return log.queue, log.plans, log.causes, log.errors
+    @property
+    def returned(self) -> object:
+        """The answer of the dispatched command's handler (None for an event)."""
+        plan = self.queue[0][1]
+        return self.returns.get((0, plan[0][0])) if plan and self.returns else None
 
     @property
     def timed(self) -> bool:
         """True when the bus recorded when each handler call started and ended."""
-        return self.log is not None and bool(self.log.timings)
+        return bool(self.timings)
 
     @property
     def calls(self) -> tuple[HandlerCall, ...]:
         """Every handler call, in the order they ran."""
-        if self.log is None:  # one event, every handler returned None: the plan is the story
-            return self.plan.quiet_story()[0]
-        return self._story(self.log)[0]
+        return self._read_story()[0]
 
     @property
     def events(self) -> tuple[EventRecord, ...]:
-        """Every event of the cascade, in the order they were handled."""
-        if self.log is None:
-            steps = self.plan.quiet_story()[1]
-            return (tuple.__new__(EventRecord, (0, self.event, 0, None, steps)),)
-        return self._story(self.log)[1]
+        """Every message of the cascade, in the order they were handled."""
+        return self._read_story()[1]
 
-    @staticmethod
-    def _story(log: CascadeLog) -> Story:
-        """The records of a logged cascade; built once, when the cascade is complete."""
-        if log.story is not None:
-            return log.story
-        story = _build_story(log)
-        if log.finished:
-            log.story = story
+    def _read_story(self) -> Story:
+        if self._story is not None:
+            return self._story
+        story = _build_story(self)
+        if self.finished:  # a running cascade still changes: build its story afresh each time
+            self._story = story
         return story
 
     def is_complete(self) -> bool:
         """False while the cascade is still running (a handler looking at its own dispatch),
         or when it was stopped part way (fail-fast, or the cascade limit)."""
-        # Without a log nothing was ever queued, and the bus hands the result out only at the end.
-        return self.log is None or self.log.finished
+        return self.finished
 
     @property
     def failures(self) -> list[HandlerCall]:
@@ -220,41 +236,42 @@ class DispatchResult:
 
     @property
     def unhandled(self) -> list[EventRecord]:
-        """Events no handler listened to (a typo'd type, or a handler not yet written)."""
+        """Messages no handler listened to (a typo'd type, or a handler not yet written)."""
         return [record for record in self.events if record.unhandled]
 
     @property
     def depth(self) -> int:
-        """How many generations the cascade had: 0 when no handler produced an event."""
+        """How many generations the cascade had: 0 when no handler produced a message."""
         return max(record.depth for record in self.events)
 
-    def handled(self, handler: Callable[[Any], Any] | str) -> list[HandlerCall]:
+    def handled(self, handler: Callable[..., Any] | str) -> list[HandlerCall]:
         """The calls of one handler (the function, or its name)."""
         return [call for call in self.calls if handler in (call.handler, call.name)]
 
     def exception_group(self) -> ExceptionGroup[Exception] | None:
         """The failures as one ``ExceptionGroup`` (None when nothing failed).
 
-        Each exception gets a note naming the handler and the event it was handling.
+        Each exception gets a note naming the handler and the message it was handling.
         """
         if self.ok:
             return None
         errors = []
         for call in self.failures:
             assert call.error is not None
-            note = f"in handler {call.name} for {self.events[call.event_index].event!r}"
+            note = f"in handler {call.name} for {safe_repr(self.queue[call.event_index][0])}"
             if note not in getattr(call.error, "__notes__", ()):
                 call.error.add_note(note)
             errors.append(call.error)
-        count = len(errors)
         return ExceptionGroup(
-            f"{count} handler{'s' * (count != 1)} failed while dispatching "
-            f"{type(self.event).__name__}",
+            f"{_plural(len(errors), 'handler')} failed while dispatching "
+            f"{type(self.message).__name__}",
             errors,
         )
 
     def raise_if_failed(self) -> DispatchResult:
-        """Raise the failures as an ``ExceptionGroup``; return self when there were none."""
+        """Raise the failures as an ``ExceptionGroup`` (always a group, so ``except*`` works
+        however many failed); return self when there were none. A failed *command* needs no
+        call: its error reaches the caller of ``dispatch`` as itself."""
         group = self.exception_group()
         if group is not None:
             raise group
@@ -264,20 +281,25 @@ class DispatchResult:
         return iter(self.events)
 
     def __len__(self) -> int:
-        return len(self._raw()[0])
+        return len(self.queue)
 
     def __repr__(self) -> str:
-        queue, plans, _, errors = self._raw()
+        plans = [plan for _, plan in self.queue]
         parts = [
-            _plural(len(queue), "event"),
+            _plural(len(self.queue), "message" if self._has_commands() else "event"),
             _plural(sum(len(plan) for plan in plans), "handler call"),
         ]
-        if errors:
-            parts.append(_plural(len(errors), "failure"))
+        if self.errors:
+            parts.append(_plural(len(self.errors), "failure"))
         unhandled = sum(1 for plan in plans if not plan)
         if unhandled:
             parts.append(f"{unhandled} unhandled")
-        return f"DispatchResult({type(self.event).__name__}: {', '.join(parts)})"
+        return f"DispatchResult({type(self.message).__name__}: {', '.join(parts)})"
+
+    def _has_commands(self) -> bool:
+        from eda_lesson.bus import Command
+
+        return any(isinstance(message, Command) for message, _ in self.queue)
 
     def describe(self) -> str:
         """The cascade as a plain-text step table, one line per handler call."""
@@ -296,50 +318,74 @@ class DispatchResult:
 
 
 class CascadeLimitError(RuntimeError):
-    """A cascade grew past the bus's ``max_cascade``: some handlers keep answering each other.
-
-    ``result`` holds the story up to the point where the bus stopped.
+    """A cascade grew past the bus's ``max_cascade``: some handlers keep answering each other,
+    or a generator never stops. ``result`` holds the story up to the point where it stopped.
     """
 
     def __init__(self, result: DispatchResult, limit: int) -> None:
         self.result = result
-        counts = Counter(type(record.event).__name__ for record in result.events)
+        counts = Counter(type(message).__name__ for message, _ in result.queue)
         repeating = ", ".join(f"{name} x{count}" for name, count in counts.most_common(3))
+        word = "messages" if result._has_commands() else "events"
         super().__init__(
-            f"the cascade started by {type(result.event).__name__} passed {limit} events and was "
-            f"stopped; these event types kept repeating: {repeating}. A handler probably answers "
-            "an event with one that leads back to it; if the cascade really is this long, "
-            "raise the limit with EventBus(max_cascade=...)"
+            f"the cascade started by {type(result.message).__name__} passed {limit} {word} and "
+            f"was stopped; these {word[:-1]} types kept repeating: {repeating}. A handler "
+            f"probably answers an event with one that leads back to it, or yields without end; "
+            "if the cascade really is this long, raise the limit with EventBus(max_cascade=...)"
         )
 
 
-def _build_story(log: CascadeLog) -> Story:
-    """Turn the raw log of a cascade into its records (a partial story while it runs)."""
+class UnhandledCommandError(LookupError):
+    """A command was dispatched (or produced) but no handler is registered for its type."""
+
+
+def _build_story(cascade: DispatchResult) -> Story:
+    """Turn what the bus wrote down into records (a partial story while the cascade runs)."""
     produced: dict[Cause, list[int]] = {}
-    for event_index, cause in log.causes.items():
-        produced.setdefault(cause, []).append(event_index)
+    for index, cause in cascade.causes.items():
+        produced.setdefault(cause, []).append(index)
     calls: list[HandlerCall] = []
     step_of: dict[Cause, int] = {}
     handled_by: list[tuple[int, ...]] = []
-    for index, plan in enumerate(log.plans):
+    for index, (_, plan) in enumerate(cascade.queue[: cascade.reached]):
         first = len(calls) + 1
         for subscription, _ in plan:
             key = (index, subscription)
             step_of[key] = step = len(calls) + 1
-            started, ended = log.timings.get(key, (None, None))
-            error, made = log.errors.get(key), tuple(produced.get(key, ()))
-            calls.append(HandlerCall(step, index, subscription, error, made, started, ended))
+            started, ended = cascade.timings.get(key, (None, None))
+            calls.append(
+                HandlerCall(
+                    step,
+                    index,
+                    subscription,
+                    cascade.errors.get(key),
+                    tuple(produced.get(key, ())),
+                    started,
+                    ended,
+                    cascade.returns.get(key),
+                )
+            )
         handled_by.append(tuple(range(first, len(calls) + 1)))
-    handled_by += [()] * (len(log.queue) - len(handled_by))  # queued, not handled yet
-    depth = [0] * len(log.queue)
+    handled_by += [()] * (len(cascade.queue) - len(handled_by))  # queued, not handled yet
+    depth = [0] * len(cascade.queue)
     records = []
-    for index, event in enumerate(log.queue):
-        cause_of = log.causes.get(index)
+    for index, (message, _) in enumerate(cascade.queue):
+        cause_of = cascade.causes.get(index)
         if cause_of is not None:
             depth[index] = depth[cause_of[0]] + 1
         caused_by = None if cause_of is None else step_of.get(cause_of)
-        records.append(EventRecord(index, event, depth[index], caused_by, handled_by[index]))
+        records.append(EventRecord(index, message, depth[index], caused_by, handled_by[index]))
     return tuple(calls), tuple(records)
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming its type when its ``__repr__`` raises: telling
+    what happened must never fail because of the thing it tells about."""
+    try:
+        text = repr(value)
+    except Exception as error:
+        return f"<{type(value).__name__} (its repr raised {type(error).__name__})>"
+    return text if isinstance(text, str) else f"<{type(value).__name__}>"
 
 
 def describe_value(value: object) -> str:
@@ -348,7 +394,7 @@ def describe_value(value: object) -> str:
         return "None"
     if isinstance(value, type):
         return f"the class {value.__qualname__}"
-    text = repr(value)
+    text = safe_repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     kind = type(value).__name__
@@ -361,13 +407,22 @@ def _plural(count: int, word: str) -> str:
 
 
 def _short(record: EventRecord) -> str:
-    text = repr(record.event)
+    text = safe_repr(record.event)
     return text if len(text) <= 48 else text[:45] + "..."
 
 
 def _outcome(call: HandlerCall) -> str:
     if call.error is not None:
-        return f"FAILED {type(call.error).__name__}: {call.error}"
+        return f"FAILED {type(call.error).__name__}: {_error_text(call.error)}"
+    if call.returned is not None:
+        return f"ok, returned {describe_value(call.returned)}"
     if call.produced:
         return "ok, produced " + ", ".join(f"#{index}" for index in call.produced)
     return "ok"
+
+
+def _error_text(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return "<its str raised>"

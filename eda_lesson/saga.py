@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eda_lesson.aggregate import ORDER_EVENTS, Aggregate, Order, applies
-from eda_lesson.bus import EventBus
+from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult
 from eda_lesson.serialization import EventRegistry
 from eda_lesson.shop import (
@@ -372,7 +372,7 @@ class _Fulfilment:
         bus: EventBus | None = None,
     ) -> None:
         self.store: EventStore = store if store is not None else InMemoryEventStore()
-        self.bus = bus if bus is not None else EventBus()
+        self.bus = require_sync_bus(bus, "the saga") if bus is not None else EventBus()
         self.warehouse = Warehouse(stock)
         self.payments = PaymentGateway()
         self.shipping = Shipping()

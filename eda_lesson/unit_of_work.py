@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from eda_lesson.aggregate import Aggregate, DomainError, Order
-from eda_lesson.bus import EventBus
+from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult
 from eda_lesson.store import EventStore
 
@@ -117,7 +117,7 @@ class UnitOfWork:
 
     def __init__(self, store: EventStore, bus: EventBus) -> None:
         self.store = store
-        self.bus = bus
+        self.bus = require_sync_bus(bus, type(self).__name__)
         self.steps: list[WorkStep] = []
         self.published: list[object] = []
         self.status = "open"

@@ -259,7 +259,12 @@ class DispatchExplorer:
 
     def _sibling_bus(self) -> EventBus:
         """A bus like ours for one dispatch: same middleware, the switched-on handlers."""
-        sibling = EventBus(max_cascade=self.bus.max_cascade, middleware=self.bus.middleware)
+        sibling = EventBus(
+            max_cascade=self.bus.max_cascade,
+            middleware=self.bus.middleware,
+            dependencies=self.bus.dependencies,
+            collect_from=self.bus.collect_from,
+        )
         for subscription in self.bus.subscriptions():
             switch = self._switches.get(subscription.name)
             if switch is not None and not switch.runs.value:
@@ -267,7 +272,7 @@ class DispatchExplorer:
             layers = subscription.middleware
             if switch is not None and switch.fails.value:
                 layers = (*layers, _fail_instead)  # innermost: the bus's middleware still sees it
-            sibling.register(subscription.event_type, subscription.handler, middleware=layers)
+            sibling.register(subscription.message_type, subscription.handler, middleware=layers)
         return sibling
 
     def _show_result(self, result: DispatchResult, status: str) -> None:
@@ -464,11 +469,11 @@ class RegistrationExplorer:
         self.bus = bus
         self._registrations: list[Subscription] = bus.subscriptions()
         self._event_types = tuple(
-            dict.fromkeys([*(s.event_type for s in self._registrations), *event_types])
+            dict.fromkeys([*(s.message_type for s in self._registrations), *event_types])
         )
         self._boxes: list[Any] = []
         for subscription in self._registrations:
-            text = f"{subscription.event_type.__qualname__} → {subscription.name}"
+            text = f"{subscription.message_type.__qualname__} → {subscription.name}"
             box = widgets.Checkbox(value=True, description=text, indent=False)
             box.observe(self._on_box(subscription), "value")
             self._boxes.append(box)
@@ -488,7 +493,7 @@ class RegistrationExplorer:
     def toggle(self, event_type_name: str, handler_name: str, on: bool) -> None:
         """Register (``on=True``) or unregister a handler for an event type, by their names."""
         for subscription, box in zip(self._registrations, self._boxes, strict=True):
-            if (subscription.event_type.__qualname__, subscription.name) == (
+            if (subscription.message_type.__qualname__, subscription.name) == (
                 event_type_name,
                 handler_name,
             ):
@@ -496,7 +501,7 @@ class RegistrationExplorer:
                 self._apply(subscription, on)  # also when the box already showed it
                 return
         known = ", ".join(
-            f"({s.event_type.__qualname__!r}, {s.name!r})" for s in self._registrations
+            f"({s.message_type.__qualname__!r}, {s.name!r})" for s in self._registrations
         )
         raise ValueError(
             f"the explorer knows no registration of {handler_name!r} for {event_type_name!r}; "
@@ -526,7 +531,7 @@ class RegistrationExplorer:
 
     def _registered(self, subscription: Subscription) -> bool:
         return any(
-            s.event_type is subscription.event_type and s.key == subscription.key
+            s.message_type is subscription.message_type and s.key == subscription.key
             for s in self.bus.subscriptions()
         )
 
@@ -541,10 +546,10 @@ class RegistrationExplorer:
             return
         if on:
             self.bus.register(
-                subscription.event_type, subscription.handler, middleware=subscription.middleware
+                subscription.message_type, subscription.handler, middleware=subscription.middleware
             )
         else:
-            self.bus.unregister(subscription.event_type, subscription.handler)
+            self.bus.unregister(subscription.message_type, subscription.handler)
         self.refresh()
 
 

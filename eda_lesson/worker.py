@@ -116,7 +116,9 @@ def registry_for(bus: EventBus) -> EventRegistry:
     Only dataclass events qualify. A handler registered for a base class (``OrderEvent``)
     does not make its subclasses readable: pass a registry naming them instead.
     """
-    types = [s.event_type for s in bus.subscriptions() if dataclasses.is_dataclass(s.event_type)]
+    types = [
+        s.message_type for s in bus.subscriptions() if dataclasses.is_dataclass(s.message_type)
+    ]
     if not types:
         raise ValueError(
             "the handlers registered nothing a worker can read: register handlers for "
@@ -303,7 +305,7 @@ class Worker:
 
     def _ready_line(self) -> str:
         handlers = ", ".join(
-            f"{subscription.event_type.__name__} -> {subscription.name}"
+            f"{subscription.message_type.__name__} -> {subscription.name}"
             for subscription in self.bus.subscriptions()
         )
         return (

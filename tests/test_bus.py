@@ -157,7 +157,7 @@ def test_subscriptions_expose_event_type_handler_and_name() -> None:
     bus.register(OrderCreated, send_confirmation)
     (subscription,) = bus.subscriptions()
     assert isinstance(subscription, Subscription)
-    assert subscription.event_type is OrderCreated
+    assert subscription.message_type is OrderCreated
     assert subscription.handler is send_confirmation
     assert subscription.name.endswith("send_confirmation")
 
@@ -605,12 +605,12 @@ def test_middleware_added_later_applies_to_existing_handlers() -> None:
     assert bus.middleware == (counting,)
 
 
-def test_middleware_that_returns_nothing_callable_is_rejected_clearly() -> None:
+def test_middleware_that_returns_nothing_callable_is_rejected_at_registration() -> None:
     bus = EventBus()
     bus.use(lambda call, subscription: None)  # type: ignore[arg-type,return-value]
-    bus.register(OrderCreated, lambda e: None)
     with pytest.raises(TypeError, match="instead of a callable"):
-        bus.dispatch(OrderCreated("o-1"))
+        bus.register(OrderCreated, lambda e: None)
+    assert bus.subscriptions() == []  # refused before anything changed
 
 
 # ---------------------------------------------------------------------- threads

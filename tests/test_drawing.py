@@ -341,12 +341,14 @@ def test_timeline_with_a_clock_draws_bars_at_the_recorded_times() -> None:
     Shop().register(bus)
     result = bus.dispatch(OrderPaid("o-1", 42.0))
     # What a bus that keeps time does: record (start, end) per call before the story is read.
-    log = result.cascade_log()
     keys = [
-        (index, subscription) for index, plan in enumerate(log.plans) for subscription, _ in plan
+        (index, subscription)
+        for index, (_, plan) in enumerate(result.queue)
+        for subscription, _ in plan
     ]
     spans = [(10.0, 10.5), (10.0, 10.2), (10.1, 10.3), (10.6, 11.0), (11.1, 11.2)]
-    log.timings.update(zip(keys, spans, strict=True))
+    for key, (started, ended) in zip(keys, spans, strict=True):
+        result.record_times(key, started, ended)
     with no_warnings():
         figure = draw_timeline(result)
         figure_to_png(figure)

@@ -126,7 +126,7 @@ def test_handlers_reachable_from_a_type_are_exactly_those_dispatch_calls() -> No
             for node in nx.descendants(graph, ("event_type", event_type.__qualname__))
             if node[0] == "handler"
         }
-        expected = {s.name for s in bus.subscriptions() if issubclass(event_type, s.event_type)}
+        expected = {s.name for s in bus.subscriptions() if issubclass(event_type, s.message_type)}
         assert reachable == expected, event_type
 
 

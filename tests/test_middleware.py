@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eda_lesson import EventBus
+from eda_lesson.bus import is_async_callable
 from eda_lesson.clock import VirtualClock
 from eda_lesson.messages import Message, SequentialIds, use_ids
 from eda_lesson.middleware import (
@@ -25,7 +26,6 @@ from eda_lesson.middleware import (
     exponential,
     fixed,
     idempotent,
-    is_async_handler,
     message_key,
     retry,
 )
@@ -41,6 +41,11 @@ class PaymentReceived(Message):
 @dataclass(frozen=True)
 class Ping:
     n: int
+
+
+@dataclass(frozen=True)
+class Shipped:
+    order_id: str
 
 
 class Bank:
@@ -537,22 +542,71 @@ def test_a_failed_call_is_not_remembered_so_a_redelivery_is_handled(
     assert bank.charges == [("o-1", 42.0)]
 
 
-def test_events_without_ids_are_told_apart_by_value() -> None:
-    bus, seen = EventBus(), list[Ping]()
+def test_events_without_a_usable_id_are_refused_not_guessed() -> None:
+    @dataclass(frozen=True)
+    class Charged:
+        event_id: object
+
+    bus, seen = EventBus(), list[object]()
     bus.register(Ping, seen.append, middleware=[idempotent()])
-    for n in (1, 1, 2, 1):
-        bus.dispatch(Ping(n))
-    assert seen == [Ping(1), Ping(2)]
-    assert message_key(Ping(3)) == Ping(3)
+    result = bus.dispatch(Ping(1))  # no event_id: equal values are not proof of one event
+    assert seen == [] and "cannot tell this Ping from another" in str(result.failures[0].error)
+    for unusable in (None, "", "   ", 1.5, True, ("a",)):
+        with pytest.raises(ValueError, match="Give every event a unique id"):
+            message_key(Charged(unusable))
+    assert message_key(Charged("evt-1")) == "evt-1" and message_key(Charged(7)) == 7
 
 
-def test_an_event_with_neither_id_nor_hash_asks_for_a_key() -> None:
-    @dataclass
-    class Mutable:
-        n: int
+def test_an_event_key_that_cannot_be_remembered_is_a_clear_error() -> None:
+    bus, seen = EventBus(), list[object]()
+    bus.register(Ping, seen.append, middleware=[idempotent(key=lambda event: [event.n])])
+    bus.register(Shipped, seen.append, middleware=[idempotent(key=lambda event: "")])
+    hashless = bus.dispatch(Ping(1)).failures[0].error
+    empty = bus.dispatch(Shipped("o-1")).failures[0].error
+    assert seen == []
+    assert isinstance(hashless, TypeError) and "not hashable" in str(hashless)
+    assert isinstance(empty, ValueError) and "every later event look like a repeat" in str(empty)
 
-    with pytest.raises(TypeError, match=r"idempotent\(key=lambda event"):
-        message_key(Mutable(1))
+
+def test_two_different_handlers_with_one_name_are_never_merged(ids: SequentialIds) -> None:
+    bus, first, second = EventBus(), Bank(), Bank()
+    once = idempotent()
+    bus.register(PaymentReceived, first.charge, middleware=[once])  # same qualified name...
+    bus.register(PaymentReceived, second.charge, middleware=[once])  # ...another instance
+    bus.register(
+        PaymentReceived, lambda e: first.charges.append(("lambda 1", e.amount)), middleware=[once]
+    )
+    bus.register(
+        PaymentReceived, lambda e: first.charges.append(("lambda 2", e.amount)), middleware=[once]
+    )
+    event = payment()
+    bus.dispatch(event)
+    bus.dispatch(event)
+    assert first.charges == [("o-1", 42.0), ("lambda 1", 42.0), ("lambda 2", 42.0)]
+    assert second.charges == [("o-1", 42.0)]
+    assert len(once.skipped) == 4  # the second delivery, once per registration
+
+
+def test_an_event_is_remembered_only_after_its_generator_handler_finished(
+    ids: SequentialIds,
+) -> None:
+    bus, runs = EventBus(), list[str]()
+    failing = [True]
+
+    def receipts(event: PaymentReceived) -> Iterator[object]:
+        runs.append(event.order_id)
+        yield Shipped(event.order_id)
+        if failing[0]:
+            raise ConnectionError("mail server down while the generator ran")
+
+    once = idempotent()
+    bus.register(PaymentReceived, receipts, middleware=[once])
+    event = payment()
+    assert not bus.dispatch(event).ok  # failed half way through: not marked as done
+    failing[0] = False
+    again = bus.dispatch(event)
+    assert again.ok and [r.type_name for r in again.events] == ["PaymentReceived", "Shipped"]
+    assert runs == ["o-1", "o-1"] and once.skipped == []
 
 
 def test_a_key_function_decides_what_counts_as_the_same_event(ids: SequentialIds) -> None:
@@ -614,12 +668,16 @@ def test_the_seen_keys_store_is_pluggable_and_outlives_the_process_memory(
     path, event, bank = tmp_path / "seen.sqlite", payment(), Bank()
     first_store = SQLiteSeenKeys(path)
     first = EventBus()
-    first.register(PaymentReceived, bank.charge, middleware=[idempotent(seen=first_store)])
+    first.register(
+        PaymentReceived, bank.charge, middleware=[idempotent(seen=first_store, name="charge")]
+    )
     first.dispatch(event)
     first_store.close()
     restarted_store = SQLiteSeenKeys(path)  # a new bus, a new store object, the same file
     restarted = EventBus()
-    restarted.register(PaymentReceived, bank.charge, middleware=[idempotent(seen=restarted_store)])
+    restarted.register(
+        PaymentReceived, bank.charge, middleware=[idempotent(seen=restarted_store, name="charge")]
+    )
     restarted.dispatch(event)
     restarted_store.close()
     assert bank.charges == [("o-1", 42.0)]
@@ -683,6 +741,6 @@ def test_async_handlers_are_recognised() -> None:
         async def __call__(self, event: object) -> None:
             pass
 
-    assert is_async_handler(handle) and is_async_handler(Handler())
-    assert not is_async_handler(print) and not is_async_handler(lambda event: None)
+    assert is_async_callable(handle) and is_async_callable(Handler())
+    assert not is_async_callable(print) and not is_async_callable(lambda event: None)
     assert Attempt(None, "h", 1, 0.0, 0.0).ok

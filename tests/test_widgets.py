@@ -81,7 +81,7 @@ def caption(explorer: DispatchExplorer) -> str:
 
 
 def subscriptions_of(bus: EventBus) -> list[tuple[type, Any, tuple[Any, ...]]]:
-    return [(s.event_type, s.handler, s.middleware) for s in bus.subscriptions()]
+    return [(s.message_type, s.handler, s.middleware) for s in bus.subscriptions()]
 
 
 # ---------------------------------------------------------------------- dispatching

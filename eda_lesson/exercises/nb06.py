@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eda_lesson.asyncbus import AsyncEventBus, EventQueue, HandlerCancelledError
+from eda_lesson.bus import is_async_callable
 from eda_lesson.clock import VirtualClock
 from eda_lesson.exercises import exercise, expect
-from eda_lesson.middleware import is_async_handler
 from eda_lesson.result import DispatchResult
 from eda_lesson.shop import OrderPaid
 
@@ -32,7 +32,7 @@ def ex1(check_fraud: Callable[[Any], Any]) -> str:
     (without blocking the loop) and returns ``FraudChecked(event.order_id)``."""
     expect(callable(check_fraud), "pass your handler: check.ex1(check_fraud)")
     expect(
-        is_async_handler(check_fraud),
+        is_async_callable(check_fraud),
         "check_fraud is a plain function: while it waits, nothing else can run",
         "write it as `async def check_fraud(event: OrderPaid):` and `await` the wait",
     )
