@@ -4,20 +4,39 @@
 networkx and ipywidgets only when you use them.
 """
 
-from eda_lesson.bus import EventBus, Handler, Middleware, Subscription, handler_name
-from eda_lesson.result import CascadeLimitError, DispatchResult, EventRecord, HandlerCall
+from eda_lesson.bus import (
+    BaseBus,
+    Command,
+    Event,
+    EventBus,
+    Handler,
+    Middleware,
+    Subscription,
+    handler_name,
+)
+from eda_lesson.result import (
+    CascadeLimitError,
+    DispatchResult,
+    EventRecord,
+    HandlerCall,
+    UnhandledCommandError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseBus",
     "CascadeLimitError",
+    "Command",
     "DispatchResult",
+    "Event",
     "EventBus",
     "EventRecord",
     "Handler",
     "HandlerCall",
     "Middleware",
     "Subscription",
+    "UnhandledCommandError",
     "__version__",
     "handler_name",
 ]

@@ -422,9 +422,10 @@ class BaseBus:
         for message in messages:
             reason = None if type(message) in self._plans else _refusal(message)
             if reason is not None:
+                why = f" ({reason})" if inspect.isawaitable(message) else ""
                 problem = TypeError(
                     f"handler {subscription.name} returned {describe_value(message)}; an event "
-                    "handler returns None, an event, a list or tuple of events, or yields them"
+                    f"handler returns None, an event, a list or tuple of events, or yields them{why}"
                 )
                 self._failed(cascade, position, subscription, problem)
                 return
@@ -461,8 +462,7 @@ class BaseBus:
         """The handler with its dependencies bound, inside every layer of middleware."""
         call = self._innermost(subscription, dependencies)
         for layer in reversed(middleware + subscription.middleware):
-            wrapped = _wrap_one(layer, call, subscription)
-            call = wrapped
+            call = _wrap_one(layer, call, subscription, self.runs_async_handlers)
         return call
 
     def _innermost(
@@ -698,8 +698,13 @@ def _reached(
 
 
 def _wrap_one(
-    layer: Middleware, call: Callable[[Any], Any], subscription: Subscription
+    layer: Middleware, call: Callable[[Any], Any], subscription: Subscription, runs_async: bool
 ) -> Callable[[Any], Any]:
+    """``layer(call, subscription)``, checked: a callable, and async only where it can be.
+
+    A layer may turn a plain call into an async one on the async bus (run it in a thread,
+    say); the layers outside it then see an async call and wrap it as one. The other way
+    round is refused: a plain wrapper around an async call would let its errors escape."""
     try:
         wrapped = layer(call, subscription)
     except Exception as error:
@@ -720,10 +725,11 @@ def _wrap_one(
             "in a plain function, so errors would escape it; return an `async def` wrapper "
             "when `call` is async (eda_lesson.middleware.around does this for you)"
         )
-    if is_async_callable(wrapped) and not is_async_callable(call):
+    if is_async_callable(wrapped) and not runs_async:
         raise TypeError(
-            f"middleware {handler_name(layer)} wrapped the plain call of {subscription.name} "
-            "in an `async def`; wrap a plain call in a plain function"
+            f"middleware {handler_name(layer)} made the call of {subscription.name} async, "
+            "but an EventBus does not await; use it on an AsyncEventBus, or return a plain "
+            "function around a plain call"
         )
     return wrapped
 
@@ -810,7 +816,7 @@ def _check_message_type(message_type: object, handler: object) -> None:
         return
     if callable(message_type) and isinstance(handler, type):
         raise TypeError(
-            f"register() takes the message class first and the handler second; got "
+            f"register() takes the event class first and the handler second; got "
             f"{handler_name(message_type)} and {_type_name(handler)}: "
             f"write register({_type_name(handler)}, {handler_name(message_type)})"
         )
