@@ -424,8 +424,9 @@ class BaseBus:
             if reason is not None:
                 why = f" ({reason})" if inspect.isawaitable(message) else ""
                 problem = TypeError(
-                    f"handler {subscription.name} returned {describe_value(message)}; an event "
-                    f"handler returns None, an event, a list or tuple of events, or yields them{why}"
+                    f"handler {subscription.name} returned {describe_value(message)}; an "
+                    "event handler returns None, an event, a list or tuple of events, or yields "
+                    f"them{why}"
                 )
                 self._failed(cascade, position, subscription, problem)
                 return

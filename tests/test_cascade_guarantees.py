@@ -194,7 +194,7 @@ def test_messages_come_from_one_a_list_a_tuple_or_an_iterator(make: Callable[[],
 
 
 def test_a_namedtuple_event_is_one_event_not_its_fields() -> None:
-    Point = collections.namedtuple("Point", "x y")  # noqa: PYI024
+    Point = collections.namedtuple("Point", "x y")
     bus = EventBus()
     bus.register(Paid, lambda event: Point(1, 2))
     result = bus.dispatch(Paid("o-1"))
@@ -352,11 +352,11 @@ def test_a_layer_may_make_a_call_async_and_the_layers_outside_follow_it() -> Non
     bus.register(Paid, flaky, middleware=[retry(attempts=3, backoff=fixed(0.5)), in_a_thread])
     result = asyncio.run(bus.dispatch(Paid("o-1")))
     assert result.ok and len(attempts) == 3
-    with pytest.raises(TypeError, match="made the call of .*flaky async, but an EventBus"):
+    with pytest.raises(TypeError, match=r"made the call of .*flaky async, but an EventBus"):
         EventBus().register(Paid, flaky, middleware=[in_a_thread])
 
 
-# ---------------------------------------------------------------------- generators inside middleware
+# ---------------------------------------------------------------------- generators in middleware
 
 
 def test_a_failing_generator_handler_is_retried_dead_lettered_and_not_marked_done() -> None:
