@@ -37,6 +37,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+from matplotlib.path import Path
 
 from eda_lesson.book import CHAPTERS, Chapter
 from eda_lesson.bus import BaseBus, handler_name
@@ -147,7 +148,8 @@ def draw_flow(result: DispatchResult, *, upto: int | None = None, ax: Axes | Non
     states = _flow_states(graph, upto)
     columns = 1 + max(x for x, _ in positions.values())
     rows = max(_layer_sizes(positions).values())
-    legend = _flow_legend(stepping=upto is not None)
+    commands = any(data.get("command") for _, data in graph.nodes(data=True))
+    legend = _flow_legend(stepping=upto is not None, commands=commands)
     canvas = _Canvas.make(ax, columns, rows, legend_rows=-(-len(legend) // 4))
     for source, target in graph.edges():
         canvas.arrow(
@@ -158,7 +160,7 @@ def draw_flow(result: DispatchResult, *, upto: int | None = None, ax: Axes | Non
         canvas.box(
             positions[node],
             _node_label(data, category),
-            rounded=data["kind"] == "event",
+            shape=_shape(data, category),
             gid=f"{data['kind']}-{node[1]}",
             **_node_style(category, state),
         )
@@ -168,7 +170,7 @@ def draw_flow(result: DispatchResult, *, upto: int | None = None, ax: Axes | Non
 
 @dataclass(frozen=True)
 class _State:
-    category: str  # "event", "unhandled", "call" or "failed": what the node is
+    category: str  # "event", "command", "unhandled", "call" or "failed": what the node is
     state: str  # "done", "current", "queued" or "pending": how far the cascade got
 
 
@@ -196,8 +198,17 @@ def _flow_states(graph: Any, upto: int | None) -> dict[Hashable, _State]:
         reached = last >= calls_before[data["index"]] if data["unhandled"] else data["step"] <= last
         state = "done" if reached else "queued" if produced else "pending"
         unhandled = data["unhandled"] and state == "done"
-        states[node] = _State("unhandled" if unhandled else "event", state)
+        kind = "command" if data["command"] else "event"
+        states[node] = _State("unhandled" if unhandled else kind, state)
     return states
+
+
+def _shape(data: dict[str, Any], category: str) -> str:
+    """A box's outline: rounded for an event (a fact), an arrow for a command (a request
+    pointing at its one handler), square for a handler; never colour alone."""
+    if data.get("command"):
+        return "command"
+    return "event" if data["kind"] in ("event", "event_type") else "call"
 
 
 def _node_label(data: dict[str, Any], category: str) -> str:
@@ -248,15 +259,17 @@ class _Key:
     dashes: Dashes = "-"
     width: float = 1.2
     line: bool = False
+    shape: str = "swatch"
 
 
 def _key(colour: str, label: str, *, dashes: Dashes = "-") -> _Key:
     fill, stroke = COLOURS[colour]
-    return _Key(label, fill, stroke, dashes)
+    return _Key(label, fill, stroke, dashes, shape="command" if colour == "command" else "swatch")
 
 
-def _flow_legend(*, stepping: bool) -> list[_Key]:
-    keys = [
+def _flow_legend(*, stepping: bool, commands: bool = False) -> list[_Key]:
+    keys = [_key("command", "command")] if commands else []
+    keys += [
         _key("event", "event"),
         _key("call", "handler call"),
         _key("failed", "failed call"),
@@ -305,19 +318,23 @@ def draw_registrations(
         if data["kind"] == "handler":
             label, category = shorten(data["label"], LABEL_CHARS), "call"
         else:
-            category = "event" if data["handled"] else "unhandled"
+            kind = "command" if data["command"] else "event"
+            category = kind if data["handled"] else "unhandled"
             label = _two_lines(data["label"], None if data["handled"] else "no handler")
         canvas.box(
             positions[node],
             label,
-            rounded=data["kind"] == "event_type",
+            shape=_shape(data, category),
             gid=f"{data['kind']}-{data['label']}",
             **_node_style(category, "done"),
         )
     handlers = sum(1 for _, data in graph.nodes(data=True) if data["kind"] == "handler")
     types = graph.number_of_nodes() - handlers
-    title = f"registrations: {_plural(handlers, 'handler')}, {_plural(types, 'event type')}"
-    legend = [
+    commands = any(data.get("command") for _, data in graph.nodes(data=True))
+    kind = "message type" if commands else "event type"
+    title = f"registrations: {_plural(handlers, 'handler')}, {_plural(types, kind)}"
+    legend = [_key("command", "command type")] if commands else []
+    legend += [
         _key("event", "event type"),
         _key("call", "handler"),
         _key("unhandled", "no handler", dashes="--"),
@@ -463,7 +480,7 @@ class _Canvas:
         grid: tuple[float, float],
         label: str,
         *,
-        rounded: bool,
+        shape: str,
         gid: str,
         face: str,
         edge: str,
@@ -472,7 +489,7 @@ class _Canvas:
         text: str,
     ) -> None:
         x, y = self.at(grid)
-        style = "round,pad=0,rounding_size=0.2" if rounded else "round,pad=0,rounding_size=0.04"
+        style = _BOX_STYLES[shape]
         patch = FancyBboxPatch(
             (x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2),
             BOX_WIDTH,
@@ -559,11 +576,43 @@ class _Canvas:
 _CENTRED: dict[str, Any] = {"ha": "center", "va": "center", "color": TEXT}
 
 
+def _arrow_box(x0: float, y0: float, width: float, height: float, mutation_size: float) -> Path:
+    """A box whose right end is a point, inside its own bounds: how a command is drawn."""
+    tip = min(width / 3, height * 0.45)
+    corners = [
+        (x0, y0),
+        (x0 + width - tip, y0),
+        (x0 + width, y0 + height / 2),
+        (x0 + width - tip, y0 + height),
+        (x0, y0 + height),
+        (x0, y0),
+    ]
+    return Path(corners, closed=True)
+
+
+#: The outline of each shape of box (see :func:`_shape`).
+_BOX_STYLES: dict[str, Any] = {
+    "event": "round,pad=0,rounding_size=0.2",
+    "call": "round,pad=0,rounding_size=0.04",
+    "command": _arrow_box,
+}
+
+
 def _swatch(key: _Key, x: float, y: float) -> Artist:
     """The small sample of a legend entry whose left end is at (x, y): a line or a box."""
     if key.line:
         return Line2D(
             [x, x + 0.3], [y, y], color=key.edge, linestyle=key.dashes, linewidth=key.width
+        )
+    if key.shape == "command":  # the same arrow outline as a command's box
+        return FancyBboxPatch(
+            (x, y - 0.07),
+            0.24,
+            0.14,
+            boxstyle=_BOX_STYLES["command"],
+            facecolor=key.face,
+            edgecolor=key.edge,
+            linewidth=key.width,
         )
     return Rectangle(
         (x, y - 0.07),
@@ -1013,7 +1062,7 @@ def draw_series_map(chapters: Sequence[Chapter] = CHAPTERS, *, ax: Axes | None =
         canvas.box(
             _map_grid(places[chapter]),
             _chapter_label(chapter),
-            rounded=True,
+            shape="event",
             gid=f"chapter-{chapter.number:02d}",
             **style,
         )

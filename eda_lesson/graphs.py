@@ -44,6 +44,7 @@ COLOURS: dict[str, tuple[str, str]] = {
     "call": ("#dcfce7", "#15803d"),
     "failed": ("#fee2e2", "#b91c1c"),
     "unhandled": ("#fef3c7", "#b45309"),
+    "command": ("#fce7f3", "#be185d"),
     "current": ("#ede9fe", "#7c3aed"),
     "queued": ("#ffffff", "#1d4ed8"),
     "pending": ("#f3f4f6", "#c4c9d0"),
@@ -80,6 +81,7 @@ def registration_graph(bus: BaseBus, *, event_types: Iterable[type] = ()) -> nx.
             type=cls,
             registered=False,
             handled=False,
+            command=_is_command_type(cls),
         )
     handler_nodes: list[tuple[object, tuple[str, str]]] = []
     positions: dict[type, int] = {}
@@ -100,6 +102,12 @@ def registration_graph(bus: BaseBus, *, event_types: Iterable[type] = ()) -> nx.
             graph.nodes[n]["kind"] == "handler" for n in nx.descendants(graph, node)
         )
     return graph
+
+
+def _is_command_type(cls: type) -> bool:
+    from eda_lesson.bus import Command
+
+    return issubclass(cls, Command)
 
 
 def _unique_type_nodes(types: list[type]) -> dict[type, tuple[str, str]]:
@@ -163,7 +171,8 @@ def flow_graph(result: DispatchResult) -> nx.DiGraph:
     (``2 * depth`` for events, ``2 * depth + 1`` for calls: left to right in drawings),
     ``step`` (a call's step; for an event the step of its first handler call, None when
     unhandled), ``failed``, ``unhandled`` and ``error`` (``"ValueError: message"`` or None).
-    Events also carry ``index``, ``event``, ``caused_by`` and ``text`` (a short repr); calls
+    Events also carry ``index``, ``event``, ``caused_by``, ``command`` (the message is a
+    :class:`~eda_lesson.bus.Command`) and ``text`` (a short repr); calls
     carry ``event_index``, ``produced``, ``started`` and ``ended``.
 
     Edges: ``event -> call`` (``relation="handled_by"``, ``position`` = call order for that
@@ -202,6 +211,7 @@ def _event_attributes(record: EventRecord) -> dict[str, Any]:
         "caused_by": record.caused_by,
         "failed": False,
         "unhandled": record.unhandled,
+        "command": record.is_command,
         "error": None,
     }
 
@@ -248,7 +258,10 @@ def to_mermaid(result: DispatchResult) -> str:
         lines.append("    " + _mermaid_node(node, data))
     for source, target in graph.edges():
         lines.append(f"    {_mermaid_id(source)} --> {_mermaid_id(target)}")
-    for name in ("event", "call", "failed", "unhandled"):
+    commands = any(data.get("command") for _, data in graph.nodes(data=True))
+    for name in ("event", "command", "call", "failed", "unhandled"):
+        if name == "command" and not commands:
+            continue
         fill, stroke = COLOURS[name]
         extra = ",stroke-dasharray:4 3" if name == "unhandled" else ""
         lines.append(f"    classDef {name} fill:{fill},stroke:{stroke},color:#111827{extra}")
@@ -262,9 +275,11 @@ def _mermaid_id(node: tuple[str, int]) -> str:
 def _mermaid_node(node: tuple[str, int], data: dict[str, Any]) -> str:
     label = _mermaid_text(shorten(data["label"], 40))
     if data["kind"] == "event":
-        css = "unhandled" if data["unhandled"] else "event"
+        css = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
         if data["unhandled"]:
             label += "<br/>no handler"
+        if data["command"]:  # a hexagon: a request, where an event is a rounded fact
+            return f'{_mermaid_id(node)}{{{{"{label}"}}}}:::{css}'
         return f'{_mermaid_id(node)}(["{label}"]):::{css}'
     # "1. name" would be read as a Markdown list by Mermaid; "step 1: name" is not.
     label = f"step {data['step']}: {label}"
@@ -302,7 +317,7 @@ def step_rows(result: DispatchResult) -> list[StepRow]:
     rows: list[StepRow] = []
     records = result.events
     for record in records:
-        event = f"#{record.index} {record.type_name}"
+        event = f"#{record.index} {record.type_name}" + " (command)" * record.is_command
         if record.unhandled:
             rows.append(StepRow(None, record.index, event, "", "no handler", False, True))
         for step in record.handled_by:
@@ -357,7 +372,8 @@ def step_caption(result: DispatchResult, upto: int | None = None) -> str:
     handles #0 OrderPaid``; with ``upto=None``, a summary of the whole dispatch."""
     calls = result.calls
     if upto is None:
-        parts = [_plural(len(result.events), "event"), _plural(len(calls), "handler call")]
+        word = "message" if any(record.is_command for record in result.events) else "event"
+        parts = [_plural(len(result.events), word), _plural(len(calls), "handler call")]
         if result.failures:
             parts.append(f"{len(result.failures)} failed")
         if result.unhandled:

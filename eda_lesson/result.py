@@ -414,11 +414,12 @@ def _short(record: EventRecord) -> str:
 def _outcome(call: HandlerCall) -> str:
     if call.error is not None:
         return f"FAILED {type(call.error).__name__}: {_error_text(call.error)}"
+    parts = ["ok"]
     if call.returned is not None:
-        return f"ok, returned {describe_value(call.returned)}"
+        parts.append(f"returned {describe_value(call.returned)}")
     if call.produced:
-        return "ok, produced " + ", ".join(f"#{index}" for index in call.produced)
-    return "ok"
+        parts.append("produced " + ", ".join(f"#{index}" for index in call.produced))
+    return ", ".join(parts)
 
 
 def _error_text(error: BaseException) -> str:

@@ -18,7 +18,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from eda_lesson import DispatchResult, EventBus, handler_name
+from eda_lesson import Command, DispatchResult, EventBus, handler_name
 from eda_lesson.aggregate import Order
 from eda_lesson.book import CHAPTERS, Chapter
 from eda_lesson.drawing import (
@@ -648,3 +648,54 @@ def test_a_unit_of_work_that_did_nothing_says_so() -> None:
         figure = draw_unit_of_work(UnitOfWork(InMemoryEventStore(), EventBus()))
         figure_to_png(figure)
     assert "UnitOfWork: nothing done yet" in [t.get_text() for t in figure.axes[0].texts]
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class PlaceOrder(Command):
+    order_id: str
+
+
+def place_order_handler(command: PlaceOrder) -> str:
+    return "accepted"
+
+
+def command_bus() -> EventBus:
+    bus = EventBus()
+    bus.register(PlaceOrder, place_order_handler)
+    bus.register(OrderPaid, lambda event: None)
+    bus.register(PlaceOrder, place_order_handler)  # a re-run cell: still one handler
+    return bus
+
+
+def test_a_command_has_its_own_shape_and_colour_in_the_flow_and_the_legend() -> None:
+    result = command_bus().dispatch(PlaceOrder("o-1"))
+    drawn = artists(draw_flow(result))
+    command, call = drawn["event-0"], drawn["call-1"]
+    assert to_rgba(command.get_edgecolor()) == to_rgba(COLOURS["command"][1])  # type: ignore[attr-defined]
+    assert to_rgba(command.get_facecolor()) == to_rgba(COLOURS["command"][0])  # type: ignore[attr-defined]
+    corners = len(command.get_path().vertices)  # type: ignore[attr-defined]
+    assert corners == 6 and len(call.get_path().vertices) > corners  # type: ignore[attr-defined]
+    assert flow_graph(result).nodes[("event", 0)]["command"] is True
+
+
+def test_event_drawings_without_commands_keep_their_legend() -> None:
+    bus = EventBus()
+    Shop().register(bus)
+    figure = draw_flow(bus.dispatch(OrderPaid("o-1", 42.0)))
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert "command" not in texts and "event" in texts
+    with_commands = draw_flow(command_bus().dispatch(PlaceOrder("o-1")))
+    assert "command" in [t.get_text() for t in with_commands.axes[0].texts]
+
+
+def test_command_types_are_drawn_apart_from_event_types_in_the_registrations() -> None:
+    drawn = artists(draw_registrations(command_bus()))
+    place = drawn["event_type-PlaceOrder"]
+    paid = drawn["event_type-OrderPaid"]
+    assert to_rgba(place.get_edgecolor()) == to_rgba(COLOURS["command"][1])  # type: ignore[attr-defined]
+    assert to_rgba(paid.get_edgecolor()) == to_rgba(COLOURS["event"][1])  # type: ignore[attr-defined]
+    title = draw_registrations(command_bus()).axes[0].texts
+    assert any("2 message types" in t.get_text() for t in title)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eda_lesson import DispatchResult, EventBus
+from eda_lesson import Command, DispatchResult, EventBus
 from eda_lesson.graphs import (
     check_step,
     flow_graph,
@@ -421,3 +421,24 @@ def test_importing_eda_lesson_loads_no_graph_or_drawing_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert run.stdout.splitlines() == ["[]", "['networkx']"]
+
+
+@dataclass(frozen=True)
+class ShipOrder(Command):
+    order_id: str
+
+
+def test_commands_have_their_own_shape_and_class_in_mermaid_and_are_marked_in_tables() -> None:
+    bus = EventBus()
+    bus.register(OrderPaid, lambda event: ShipOrder(event.order_id))
+    bus.register(ShipOrder, ship_order)
+    result = bus.dispatch(OrderPaid("o-1", 42.0))
+    text = to_mermaid(result)
+    assert 'e1{{"ShipOrder"}}:::command' in text and "classDef command " in text
+    assert 'e0(["OrderPaid"]):::event' in text
+    assert "#1 ShipOrder (command)" in step_table(result)
+    assert step_caption(result).startswith("dispatch of OrderPaid: 2 messages")
+
+
+def ship_order(command: ShipOrder) -> str:
+    return "tracking-1"
