@@ -4,16 +4,9 @@
 networkx and ipywidgets only when you use them.
 """
 
-from eda_lesson.bus import (
-    BaseBus,
-    Command,
-    Event,
-    EventBus,
-    Handler,
-    Middleware,
-    Subscription,
-    handler_name,
-)
+from eda_lesson.bus import BaseBus, EventBus, Handler, Middleware, Subscription
+from eda_lesson.checks import handler_name
+from eda_lesson.messages import Command, Event
 from eda_lesson.result import (
     CascadeLimitError,
     DispatchResult,

@@ -66,14 +66,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from eda_lesson.bus import (
-    BaseBus,
-    EventSource,
-    Middleware,
-    Subscription,
-    checked_message,
-    produced_messages,
-)
+from eda_lesson.bus import BaseBus, EventSource, Middleware, Subscription
+from eda_lesson.checks import checked_message, produced_messages
 from eda_lesson.clock import Clock, VirtualClock, running_clock
 from eda_lesson.result import CascadeLimitError, DispatchResult, Plan, describe_value
 

@@ -47,12 +47,32 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import types
-import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
+from eda_lesson.checks import (
+    Kind,
+    annotated_message_types,
+    check_handler,
+    check_message_type,
+    check_middleware,
+    checked_dependencies,
+    checked_message,
+    checked_sources,
+    dependency_names,
+    draining,
+    handler_name,
+    identity_key,
+    message_kind,
+    produced_messages,
+    refusal,
+    type_name,
+    unhandled_command_text,
+    unwrapped,
+    wrap_checked,
+)
+from eda_lesson.messages import Command
 from eda_lesson.result import (
     CascadeLimitError,
     DispatchResult,
@@ -63,19 +83,13 @@ from eda_lesson.result import (
 )
 
 __all__ = [
+    "PLAN_CACHE_SIZE",
     "BaseBus",
-    "Command",
-    "Event",
     "EventBus",
     "EventSource",
     "Handler",
     "Middleware",
     "Subscription",
-    "checked_message",
-    "handler_name",
-    "is_async_callable",
-    "message_kind",
-    "produced_messages",
     "require_sync_bus",
 ]
 
@@ -88,23 +102,6 @@ Middleware = Callable[[Callable[[Any], Any], "Subscription"], Callable[[Any], An
 """``middleware(call, subscription) -> call``: wraps the next callable of a handler."""
 
 H = TypeVar("H", bound=Handler)
-Kind = Literal["command", "event"]
-
-
-class Command:
-    """Base class of commands: requests with exactly one handler, whose answer is returned.
-
-    ``class Allocate(Command)`` with ``@dataclass(frozen=True)``; name it in the imperative.
-    """
-
-    __slots__ = ()
-
-
-class Event:
-    """Optional base class of events: facts, named in the past tense, heard by any number of
-    handlers. Any object that is not a :class:`Command` is dispatched as an event too."""
-
-    __slots__ = ()
 
 
 class EventSource(Protocol):
@@ -113,10 +110,6 @@ class EventSource(Protocol):
 
     def collect_new_events(self) -> Iterable[object]: ...
 
-
-#: Built-in values are never messages: a handler returning one almost always made a mistake.
-_PLAIN_VALUES = (str, bytes, bytearray, int, float, complex, dict, set, frozenset, list, type)
-_BUILT_IN_MODULES = frozenset({"builtins", "collections", "itertools", "array"})
 
 #: Plans kept at most; past it the cache starts again, so dynamically made classes can die.
 PLAN_CACHE_SIZE = 1024
@@ -137,11 +130,11 @@ class Subscription:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", handler_name(self.handler))
-        object.__setattr__(self, "key", _identity_key(self.handler))
+        object.__setattr__(self, "key", identity_key(self.handler))
         object.__setattr__(self, "is_command", issubclass(self.message_type, Command))
 
     def __repr__(self) -> str:  # stable: no memory addresses in notebook output
-        return f"Subscription({_type_name(self.message_type)} -> {self.name})"
+        return f"Subscription({type_name(self.message_type)} -> {self.name})"
 
 
 class BaseBus:
@@ -173,8 +166,9 @@ class BaseBus:
         self._calls: dict[Subscription, Callable[[Any], Any]] = {}
         self._plans: dict[type, Plan] = {}
         self._middleware: tuple[Middleware, ...] = ()
-        self._dependencies: dict[str, object] = _checked_dependencies(dependencies or {})
-        self._collect_from: tuple[EventSource, ...] = _checked_sources(collect_from)
+        self._dependencies: dict[str, object] = checked_dependencies(dependencies or {})
+        self._collect_from: tuple[EventSource, ...] = checked_sources(collect_from)
+        self._running = _RunningCascades()  # per thread: the sync bus's cascade under way
         if middleware:
             self.use(*middleware)
 
@@ -193,19 +187,19 @@ class BaseBus:
         handler; registering a different one is an error naming the first. Returns
         ``handler``. Nothing changes when registration fails.
         """
-        _check_message_type(message_type, handler)
-        _check_handler(handler, message_type, self.runs_async_handlers)
+        check_message_type(message_type, handler)
+        check_handler(handler, message_type, self.runs_async_handlers)
         layers = tuple(middleware)
         for layer in layers:
-            _check_middleware(layer)
-        needs = _dependency_names(handler, message_type, self._dependencies)
+            check_middleware(layer)
+        needs = dependency_names(handler, message_type, self._dependencies)
         subscription = Subscription(message_type, handler, layers, needs)
         with self._lock:
             registered = self._registrations.get(message_type, [])
             place = _place_of(registered, subscription.key)
             if subscription.is_command and registered and place is None:
                 raise ValueError(
-                    f"{_type_name(message_type)} is a command and already has its handler, "
+                    f"{type_name(message_type)} is a command and already has its handler, "
                     f"{registered[0].name}; a command has exactly one handler. Unregister it "
                     "first, or make the other handler listen to an event the command produces"
                 )
@@ -251,7 +245,7 @@ class BaseBus:
             raise TypeError(
                 f"@bus.subscribe decorates a handler function, got {describe_value(handler)}"
             )
-        for message_type in _annotated_message_types(handler):
+        for message_type in annotated_message_types(handler):
             self.register(message_type, handler)
         return handler
 
@@ -259,7 +253,7 @@ class BaseBus:
         """Remove ``handler`` from ``message_type`` (matched as :meth:`register` matches)."""
         with self._lock:
             registered = self._registrations.get(message_type, [])
-            place = _place_of(registered, _identity_key(handler))
+            place = _place_of(registered, identity_key(handler))
             if place is not None:
                 del self._calls[registered.pop(place)]
                 if not registered:
@@ -268,7 +262,7 @@ class BaseBus:
                 return
         names = ", ".join(s.name for s in registered) or "none"
         raise ValueError(
-            f"{handler_name(handler)} is not registered for {_type_name(message_type)} "
+            f"{handler_name(handler)} is not registered for {type_name(message_type)} "
             f"(registered there: {names}); nothing was removed"
         )
 
@@ -278,7 +272,7 @@ class BaseBus:
         Every handler is wrapped again at once: if a layer fails to wrap one, nothing changes.
         """
         for layer in middleware:
-            _check_middleware(layer)
+            check_middleware(layer)
         with self._lock:
             self._rewrap(self._middleware + middleware, self._dependencies)
 
@@ -351,7 +345,7 @@ class BaseBus:
         ]
         for message_type, subs in groups:
             kind = " (command)" if issubclass(message_type, Command) else ""
-            lines.append(f"  {_type_name(message_type)}{kind}")
+            lines.append(f"  {type_name(message_type)}{kind}")
             lines.extend(f"    -> {s.name}{_needs_text(s)}" for s in subs)
         if self._middleware:
             lines.append(
@@ -382,7 +376,7 @@ class BaseBus:
         except KeyError:
             plan = self._plan_of(message)
             if not plan and isinstance(message, Command):
-                raise UnhandledCommandError(_unhandled_command_text(message)) from None
+                raise UnhandledCommandError(unhandled_command_text(message)) from None
         return DispatchResult(message, plan)
 
     def _plan_of(self, message: object) -> Plan:
@@ -420,7 +414,7 @@ class BaseBus:
         for source in self._collect_from:
             messages.extend(source.collect_new_events())
         for message in messages:
-            reason = None if type(message) in self._plans else _refusal(message)
+            reason = None if type(message) in self._plans else refusal(message)
             if reason is not None:
                 why = f" ({reason})" if inspect.isawaitable(message) else ""
                 problem = TypeError(
@@ -437,7 +431,7 @@ class BaseBus:
                 cascade.record_error(
                     cause,
                     UnhandledCommandError(
-                        f"{subscription.name} produced " + _unhandled_command_text(message)
+                        f"{subscription.name} produced " + unhandled_command_text(message)
                     ),
                 )
         if len(cascade.queue) > self.max_cascade:
@@ -463,7 +457,7 @@ class BaseBus:
         """The handler with its dependencies bound, inside every layer of middleware."""
         call = self._innermost(subscription, dependencies)
         for layer in reversed(middleware + subscription.middleware):
-            call = _wrap_one(layer, call, subscription, self.runs_async_handlers)
+            call = wrap_checked(layer, call, subscription, self.runs_async_handlers)
         return call
 
     def _innermost(
@@ -473,8 +467,8 @@ class BaseBus:
         if subscription.needs:
             given = {name: dependencies[name] for name in subscription.needs}
             call = functools.partial(subscription.handler, **given)
-        if inspect.isgeneratorfunction(_unwrapped(subscription.handler)):
-            call = _draining(call, subscription, self.max_cascade)
+        if inspect.isgeneratorfunction(unwrapped(subscription.handler)):
+            call = draining(call, subscription, self.max_cascade)
         return call
 
 
@@ -499,24 +493,6 @@ class EventBus(BaseBus):
     parameter name; after every handler call the bus collects new events from each of
     ``collect_from`` (a unit of work, see :mod:`eda_lesson.state_unit_of_work`).
     """
-
-    def __init__(
-        self,
-        *,
-        fail_fast: bool = False,
-        max_cascade: int = 1000,
-        middleware: Iterable[Middleware] = (),
-        dependencies: Mapping[str, object] | None = None,
-        collect_from: Iterable[EventSource] = (),
-    ) -> None:
-        super().__init__(
-            fail_fast=fail_fast,
-            max_cascade=max_cascade,
-            middleware=middleware,
-            dependencies=dependencies,
-            collect_from=collect_from,
-        )
-        self._running = _RunningCascades()
 
     def dispatch(self, message: object) -> DispatchResult:
         """Handle ``message`` and the whole cascade it starts; return what happened.
@@ -575,109 +551,7 @@ def require_sync_bus(bus: object, who: str) -> EventBus:
     raise TypeError(f"{who} takes an EventBus, got {describe_value(bus)}")
 
 
-# ---------------------------------------------------------------------- messages
-
-
-def message_kind(cls: type) -> Kind:
-    """``"command"`` or ``"event"`` for a class whose instances can be dispatched; a
-    TypeError saying why for one that cannot (built-in values and collections)."""
-    if not isinstance(cls, type):
-        raise TypeError(f"a message type is a class, got {describe_value(cls)}")
-    if issubclass(cls, Command):
-        if issubclass(cls, Event):
-            raise TypeError(
-                f"{_type_name(cls)} is both a Command and an Event; a message either asks "
-                "for something (a command) or says it happened (an event): pick one"
-            )
-        return "command"
-    if cls is object:  # registered for object, a handler hears every event
-        return "event"
-    if cls is type(None) or issubclass(cls, _PLAIN_VALUES) or cls.__module__ in _BUILT_IN_MODULES:
-        raise TypeError(
-            f"{_type_name(cls)} is not an event class; events are instances of your own "
-            "classes (a frozen dataclass), or use object for all events"
-        )
-    return "event"
-
-
-def checked_message(message: object) -> object:
-    """``message`` itself, or a TypeError saying why it cannot be dispatched."""
-    reason = _refusal(message)
-    if reason is not None:
-        raise TypeError(
-            f"dispatch() takes an event instance, got {describe_value(message)}; {reason}"
-        )
-    return message
-
-
-def _refusal(value: object) -> str | None:
-    """Why ``value`` cannot be dispatched as a message, or None when it can."""
-    if isinstance(value, type):
-        return f"create one first: dispatch({_type_name(value)}(...))"
-    if inspect.isawaitable(value):
-        _close(value)
-        return "an async def handler runs on an AsyncEventBus, and an async dispatch is awaited"
-    try:
-        message_kind(type(value))
-    except TypeError:
-        return "define an event class (a frozen dataclass) and dispatch an instance of it"
-    return None
-
-
-def produced_messages(produced: object, limit: int) -> list[object]:
-    """The messages in an event handler's return value, by one rule: a list or tuple holds
-    messages, an iterator (a generator) yields them, anything else is one message. The bus
-    checks each of them before any joins the queue.
-
-    An iterator is drained one item at a time, at most ``limit + 1`` of them (one more than
-    a cascade may hold), so a generator that never ends stops at the cascade limit.
-    """
-    if type(produced) in (list, tuple):
-        return list(typing.cast("list[object]", produced))
-    if hasattr(type(produced), "__next__"):
-        return _bounded(produced, limit)  # type: ignore[arg-type]
-    return [produced]
-
-
-def _bounded(iterator: Iterator[object], limit: int) -> list[object]:
-    items = []
-    for item in iterator:
-        items.append(item)
-        if len(items) > limit:
-            close = getattr(iterator, "close", None)
-            if callable(close):
-                close()
-            break
-    return items
-
-
-def _draining(
-    call: Callable[[Any], Any], subscription: Subscription, limit: int
-) -> Callable[[Any], Any]:
-    """A generator handler as a call that runs it to its end (inside any middleware, so a
-    failure while it yields is a failure of the call) and returns the messages it yielded."""
-
-    def drained(message: object) -> object:
-        return produced_messages(call(message), limit)
-
-    return drained
-
-
-def _close(value: object) -> None:
-    close = getattr(value, "close", None)
-    if inspect.iscoroutine(value) and callable(close):
-        close()  # a coroutine never awaited would warn when collected
-
-
-def _unhandled_command_text(message: object) -> str:
-    name = type(message).__name__
-    return (
-        f"the command {name}, but no handler is registered for it; a command needs exactly "
-        f"one: bus.register({name}, handler)"
-    )
-
-
-# ---------------------------------------------------------------------- plans and wrapping
+# ---------------------------------------------------------------------- plans
 
 
 def _reached(
@@ -698,90 +572,7 @@ def _reached(
                 yield subscription
 
 
-def _wrap_one(
-    layer: Middleware, call: Callable[[Any], Any], subscription: Subscription, runs_async: bool
-) -> Callable[[Any], Any]:
-    """``layer(call, subscription)``, checked: a callable, and async only where it can be.
-
-    A layer may turn a plain call into an async one on the async bus (run it in a thread,
-    say); the layers outside it then see an async call and wrap it as one. The other way
-    round is refused: a plain wrapper around an async call would let its errors escape."""
-    try:
-        wrapped = layer(call, subscription)
-    except Exception as error:
-        error.add_note(
-            f"while middleware {handler_name(layer)} wrapped {subscription.name}; "
-            "nothing was registered or changed"
-        )
-        raise
-    if not callable(wrapped):
-        raise TypeError(
-            f"middleware {handler_name(layer)} returned {describe_value(wrapped)} instead of a "
-            f"callable while wrapping {subscription.name}; a middleware returns the function "
-            "that wraps `call`. Nothing was registered or changed"
-        )
-    if is_async_callable(call) and not is_async_callable(wrapped):
-        raise TypeError(
-            f"middleware {handler_name(layer)} wrapped the async call of {subscription.name} "
-            "in a plain function, so errors would escape it; return an `async def` wrapper "
-            "when `call` is async (eda_lesson.middleware.around does this for you)"
-        )
-    if is_async_callable(wrapped) and not runs_async:
-        raise TypeError(
-            f"middleware {handler_name(layer)} made the call of {subscription.name} async, "
-            "but an EventBus does not await; use it on an AsyncEventBus, or return a plain "
-            "function around a plain call"
-        )
-    return wrapped
-
-
-def is_async_callable(value: object) -> bool:
-    """True for an ``async def`` function, method or partial of one, or an object whose
-    ``__call__`` is ``async def``."""
-    if inspect.iscoroutinefunction(value):
-        return True
-    if isinstance(value, functools.partial):
-        return is_async_callable(value.func)
-    if inspect.isfunction(value) or inspect.ismethod(value) or not callable(value):
-        return False
-    return inspect.iscoroutinefunction(inspect.getattr_static(type(value), "__call__", None))
-
-
-def _unwrapped(handler: object) -> object:
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    return handler
-
-
-# ---------------------------------------------------------------------- checks and names
-
-
-def handler_name(handler: object) -> str:
-    """A short, stable, readable name for a handler or middleware."""
-    if isinstance(handler, types.MethodType):
-        return handler_name(handler.__func__)
-    qualname = getattr(handler, "__qualname__", None)
-    if isinstance(qualname, str):
-        return qualname.replace(".<locals>", "")
-    inner = getattr(handler, "func", None)  # functools.partial
-    if inner is not None and callable(inner):
-        return f"partial({handler_name(inner)})"
-    return type(handler).__name__
-
-
-def _identity_key(handler: object) -> tuple[Any, ...]:
-    """What makes two registrations "the same handler" (see :meth:`BaseBus.register`).
-
-    Ids are safe here: the bus keeps every registered handler alive, so an id cannot be reused
-    while a registration holds it.
-    """
-    if isinstance(handler, types.FunctionType):
-        qualname = handler.__qualname__
-        if "<" not in qualname:  # not a lambda, not a function defined inside another
-            return ("function", handler.__module__, qualname)
-    if isinstance(handler, types.MethodType):  # a new object each time obj.method is read
-        return ("method", id(handler.__self__), id(handler.__func__))
-    return ("object", id(handler))
+# ---------------------------------------------------------------------- small helpers
 
 
 def _place_of(registered: list[Subscription], key: tuple[Any, ...]) -> int | None:
@@ -791,203 +582,9 @@ def _place_of(registered: list[Subscription], key: tuple[Any, ...]) -> int | Non
     return None
 
 
-def _type_name(cls: type) -> str:
-    return getattr(cls, "__qualname__", repr(cls))
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
 
 
 def _needs_text(subscription: Subscription) -> str:
     return f" (given {', '.join(subscription.needs)})" if subscription.needs else ""
-
-
-def _check_message_type(message_type: object, handler: object) -> None:
-    if isinstance(message_type, type):
-        if message_type is Command:
-            raise TypeError(
-                "register(Command, ...): a handler handles one kind of command; register it "
-                "for the command class itself (to see every message, use middleware)"
-            )
-        try:
-            message_kind(message_type)
-        except TypeError as error:
-            raise TypeError(f"register(): {error}") from None
-        return
-    if callable(message_type) and isinstance(handler, type):
-        raise TypeError(
-            f"register() takes the event class first and the handler second; got "
-            f"{handler_name(message_type)} and {_type_name(handler)}: "
-            f"write register({_type_name(handler)}, {handler_name(message_type)})"
-        )
-    hint = ""
-    if message_type is not None and not isinstance(message_type, (str, int, float)):
-        hint = f": pass the class {_type_name(type(message_type))} itself, not an instance"
-    raise TypeError(f"register() takes an event class, got {describe_value(message_type)}{hint}")
-
-
-def _check_handler(handler: object, message_type: type, runs_async: bool) -> None:
-    if not callable(handler):
-        raise TypeError(
-            f"register({_type_name(message_type)}, handler): the handler must be callable, "
-            f"got {describe_value(handler)}"
-        )
-    name = handler_name(handler)
-    inner = _unwrapped(handler)
-    if not runs_async and (is_async_callable(handler) or inspect.isasyncgenfunction(inner)):
-        raise TypeError(
-            f"handler {name} is async def; an EventBus calls handlers without awaiting them, "
-            "so it would never run. Register it on an AsyncEventBus, or make it a plain def"
-        )
-    if issubclass(message_type, Command) and (
-        inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
-    ):
-        raise TypeError(
-            f"handler {name} yields, but {_type_name(message_type)} is a command: its handler "
-            "returns an answer. Record events on the aggregate (or dispatch them) instead"
-        )
-
-
-def _handler_signature(handler: object) -> inspect.Signature | None:
-    """The parameters the bus must fill. A ``functools.wraps`` wrapper that takes
-    ``(*args, **kwargs)`` passes everything on, so the wrapped function's signature counts;
-    a wrapper with parameters of its own is called as it says."""
-    try:
-        own = inspect.signature(handler, follow_wrapped=False)  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # some builtins have no signature: trust them
-        return None
-    kinds = {parameter.kind for parameter in own.parameters.values()}
-    passes_on = {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD} <= kinds
-    if passes_on and hasattr(handler, "__wrapped__"):
-        try:
-            return inspect.signature(handler)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return own
-    return own
-
-
-def _dependency_names(
-    handler: object, message_type: type, dependencies: Mapping[str, object]
-) -> tuple[str, ...]:
-    """The names of the dependencies to pass to ``handler``; a TypeError for a parameter
-    that nothing provides, naming it and the fix."""
-    signature = _handler_signature(handler)
-    if signature is None:
-        return ()
-    name = handler_name(handler)
-    parameters = list(signature.parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not parameters or (
-        parameters[0].kind not in positional
-        and parameters[0].kind != inspect.Parameter.VAR_POSITIONAL
-    ):
-        raise TypeError(
-            f"handler {name}{signature} takes no message; a handler's first parameter is the "
-            f"message: def {name}(message: {_type_name(message_type)}, ...)"
-        )
-    needs = []
-    for parameter in parameters[1:]:
-        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            continue
-        if parameter.name in dependencies:
-            if parameter.kind == inspect.Parameter.POSITIONAL_ONLY:
-                raise TypeError(
-                    f"handler {name}: the dependency {parameter.name!r} is positional-only; "
-                    "the bus passes dependencies by name, so drop the `/` before it"
-                )
-            needs.append(parameter.name)
-        elif parameter.default is inspect.Parameter.empty:
-            provided = ", ".join(dependencies) or "none"
-            raise TypeError(
-                f"handler {name} needs {parameter.name!r}, which this bus does not provide "
-                f"(it provides: {provided}); give it to the bus, "
-                f"EventBus(dependencies={{{parameter.name!r}: ...}}) or "
-                f"bus.provide({parameter.name}=...), or give the parameter a default"
-            )
-    return tuple(needs)
-
-
-def _checked_dependencies(dependencies: Mapping[str, object]) -> dict[str, object]:
-    if not isinstance(dependencies, Mapping):
-        raise TypeError(
-            f"dependencies is a mapping of parameter names to values, such as "
-            f"{{'uow': uow}}; got {describe_value(dependencies)}"
-        )
-    for name in dependencies:
-        if not (isinstance(name, str) and name.isidentifier()):
-            raise TypeError(f"a dependency's name is a parameter name, got {describe_value(name)}")
-    return dict(dependencies)
-
-
-def _checked_sources(sources: Iterable[EventSource]) -> tuple[EventSource, ...]:
-    if (
-        isinstance(sources, (str, bytes))
-        or not isinstance(sources, Iterable)
-        or hasattr(sources, "collect_new_events")
-    ):
-        raise TypeError(
-            f"collect_from takes a list of event sources, such as [uow]; got "
-            f"{describe_value(sources)}"
-        )
-    checked = tuple(sources)
-    for source in checked:
-        if not callable(getattr(source, "collect_new_events", None)):
-            raise TypeError(
-                f"collect_from: {describe_value(source)} has no collect_new_events() method; "
-                "give the unit of work whose aggregates record events"
-            )
-    return checked
-
-
-def _check_middleware(layer: object) -> None:
-    if not callable(layer):
-        raise TypeError(
-            f"middleware must be a function middleware(call, subscription) -> call, "
-            f"got {describe_value(layer)}"
-        )
-
-
-def _annotated_message_types(handler: Handler) -> tuple[type, ...]:
-    """The message classes named by the annotation of the handler's first parameter."""
-    name = handler_name(handler)
-    try:
-        parameters = list(inspect.signature(handler).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
-    if not parameters:
-        raise TypeError(f"@bus.subscribe: {name} takes no parameter; a handler takes the message")
-    first = parameters[0]
-    fix = (
-        f"annotate it (def {name}({first.name}: OrderCreated)) "
-        "or write @bus.subscribe(OrderCreated)"
-    )
-    if first.annotation is inspect.Parameter.empty:
-        raise TypeError(
-            f"@bus.subscribe cannot tell which event {name} handles: its first parameter "
-            f"{first.name!r} has no type annotation; {fix}"
-        )
-    annotation = first.annotation
-    if isinstance(annotation, str):
-        try:
-            annotation = typing.get_type_hints(handler)[first.name]
-        except Exception as error:  # NameError and friends from evaluating the string
-            raise TypeError(
-                f"@bus.subscribe could not resolve the annotation {first.annotation} of "
-                f"{name} ({error}); define the class at module level, or name it: "
-                f"@bus.subscribe(TheMessageClass)"
-            ) from None
-    members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
-    for member in members:
-        try:
-            message_kind(member)
-        except TypeError:
-            raise TypeError(
-                f"@bus.subscribe: the annotation {annotation!r} of {name} is not an event "
-                f"class; {fix}"
-            ) from None
-    return tuple(members)
-
-
-def _is_union(annotation: object) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)

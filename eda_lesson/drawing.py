@@ -40,7 +40,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 from matplotlib.path import Path
 
 from eda_lesson.book import CHAPTERS, Chapter
-from eda_lesson.bus import BaseBus, handler_name
+from eda_lesson.bus import BaseBus
+from eda_lesson.checks import handler_name
 from eda_lesson.graphs import (
     COLOURS,
     check_step,

@@ -105,7 +105,7 @@ def registration_graph(bus: BaseBus, *, event_types: Iterable[type] = ()) -> nx.
 
 
 def _is_command_type(cls: type) -> bool:
-    from eda_lesson.bus import Command
+    from eda_lesson.messages import Command
 
     return issubclass(cls, Command)
 

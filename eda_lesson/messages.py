@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 __all__ = [
+    "Command",
+    "Event",
     "IdFactory",
     "Message",
     "SequentialIds",
@@ -59,6 +61,23 @@ __all__ = [
     "set_ids",
     "use_ids",
 ]
+
+
+class Command:
+    """Base class of commands: requests with exactly one handler, whose answer is returned.
+
+    ``class Allocate(Command)`` with ``@dataclass(frozen=True)``; name it in the imperative.
+    """
+
+    __slots__ = ()
+
+
+class Event:
+    """Optional base class of events: facts, named in the past tense, heard by any number of
+    handlers. Any object that is not a :class:`Command` is dispatched as an event too."""
+
+    __slots__ = ()
+
 
 IdFactory = Callable[[], str]
 """A function that returns a new, unique id each time it is called."""

@@ -63,14 +63,8 @@ from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from eda_lesson.bus import (
-    BaseBus,
-    EventBus,
-    Subscription,
-    handler_name,
-    is_async_callable,
-    produced_messages,
-)
+from eda_lesson.bus import BaseBus, EventBus, Subscription
+from eda_lesson.checks import handler_name, is_async_callable, produced_messages
 from eda_lesson.clock import Clock, VirtualClock, current_clock
 from eda_lesson.messages import Message, running_cause
 from eda_lesson.result import safe_repr

@@ -91,7 +91,7 @@ class EventRecord(NamedTuple):
 
     @property
     def is_command(self) -> bool:
-        from eda_lesson.bus import Command  # the bus imports this module: import when asked
+        from eda_lesson.messages import Command
 
         return isinstance(self.event, Command)
 
@@ -297,7 +297,7 @@ class DispatchResult:
         return f"DispatchResult({type(self.message).__name__}: {', '.join(parts)})"
 
     def _has_commands(self) -> bool:
-        from eda_lesson.bus import Command
+        from eda_lesson.messages import Command
 
         return any(isinstance(message, Command) for message, _ in self.queue)
 

@@ -42,7 +42,8 @@ from types import FrameType
 
 import redis
 
-from eda_lesson.bus import EventBus, Middleware, handler_name
+from eda_lesson.bus import EventBus, Middleware
+from eda_lesson.checks import handler_name
 from eda_lesson.redis_streams import (
     BatchReport,
     Delivery,

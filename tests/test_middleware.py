@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eda_lesson import EventBus
-from eda_lesson.bus import is_async_callable
+from eda_lesson.checks import is_async_callable
 from eda_lesson.clock import VirtualClock
 from eda_lesson.messages import Message, SequentialIds, use_ids
 from eda_lesson.middleware import (

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eda_lesson.bus import EventBus, handler_name
+from eda_lesson.bus import EventBus
+from eda_lesson.checks import handler_name
 from eda_lesson.exercises import exercise, expect
 from eda_lesson.result import DispatchResult, describe_value
 from eda_lesson.shop import (

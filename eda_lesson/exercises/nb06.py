@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eda_lesson.asyncbus import AsyncEventBus, EventQueue, HandlerCancelledError
-from eda_lesson.bus import is_async_callable
+from eda_lesson.checks import is_async_callable
 from eda_lesson.clock import VirtualClock
 from eda_lesson.exercises import exercise, expect
 from eda_lesson.result import DispatchResult
