@@ -1,7 +1,7 @@
 """The running example: a small shop whose orders are created, paid, cancelled and shipped.
 
-It is the seed article's e-commerce domain in Python: three order events, handlers that do
-what the article says they should (confirm by email, update inventory, mark paid, send a
+It is the e-commerce domain of a short article on event-driven architecture in Go, in
+Python: three order events, handlers that do what the article says they should (confirm by email, update inventory, mark paid, send a
 receipt, refund, restock), and small in-memory services whose state a notebook can print.
 
 Everything here is plain and deterministic: no clocks, no random ids, no I/O. It is a

@@ -16,12 +16,16 @@ def fenced_blocks(language: str) -> list[str]:
 
 
 def test_the_api_tour_prints_what_the_readme_shows() -> None:
-    tour = next(block for block in fenced_blocks("python") if "bus.dispatch" in block)
-    shown = next(block for block in fenced_blocks("text") if "DispatchResult(" in block)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(tour, "README.md", "exec", dont_inherit=True), {"__name__": "readme_tour"})
-    assert printed.getvalue() == shown
+    """Each part of the tour runs after the ones before it and prints the block below it."""
+    tours = [block for block in fenced_blocks("python") if "bus.dispatch" in block]
+    shown = [block for block in fenced_blocks("text") if "DispatchResult(" in block]
+    assert len(tours) == len(shown) >= 2
+    namespace: dict[str, object] = {"__name__": "readme_tour"}
+    for tour, expected in zip(tours, shown, strict=True):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(tour, "README.md", "exec", dont_inherit=True), namespace)
+        assert printed.getvalue() == expected
 
 
 def test_ci_runs_the_readme_test_command() -> None:
