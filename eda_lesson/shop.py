@@ -1,8 +1,9 @@
 """The running example: a small shop whose orders are created, paid, cancelled and shipped.
 
 It is the e-commerce domain of a short article on event-driven architecture in Go, in
-Python: three order events, handlers that do what the article says they should (confirm by email, update inventory, mark paid, send a
-receipt, refund, restock), and small in-memory services whose state a notebook can print.
+Python: three order events, handlers that do what the article says they should (confirm by
+email, update inventory, mark paid, send a receipt, refund, restock), and small in-memory
+services whose state a notebook can print.
 
 Everything here is plain and deterministic: no clocks, no random ids, no I/O. It is a
 teaching domain, not a shop.
