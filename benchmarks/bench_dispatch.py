@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from timing import measure, parse_arguments, print_setting
 
-from eda_lesson import EventBus
+from eda_lesson import Command, EventBus
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,13 @@ class ShipmentRequested:
     order_id: str
 
 
+@dataclass(frozen=True)
+class PayOrder(Command):
+    order_id: str
+
+
 EVENT = OrderPaid("o-1")
+COMMAND = PayOrder("o-1")
 
 
 def handler(event: object) -> None:
@@ -150,6 +156,21 @@ def _fresh_handler() -> Callable[[object], None]:
     return handle
 
 
+def command_cases() -> dict[str, Callable[[], object]]:
+    """A command with its one handler, whose answer the caller reads."""
+    reference, bus = ReferenceBus(), EventBus()
+    reference.register(PayOrder, handler)
+    bus.register(PayOrder, answer)
+    return {
+        "reference bus, one handler": lambda: reference.dispatch(COMMAND),
+        "eda_lesson command, answer read": lambda: bus.dispatch(COMMAND).returned,
+    }
+
+
+def answer(command: object) -> str:
+    return "paid"
+
+
 def cascade_cases() -> dict[str, Callable[[], object]]:
     """Three levels: OrderPaid -> ReceiptSent -> ShipmentRequested, one handler each."""
     reference, queue_bus, bus = ReferenceBus(), QueueBus(), EventBus()
@@ -183,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(
         "Ten handlers", measure(ten_handler_cases(), rounds, loops), "reference bus, 10 handlers"
     )
+    print_table("Command", measure(command_cases(), rounds, loops), "reference bus, one handler")
     print_table(
         "Cascade",
         measure(cascade_cases(), rounds, loops),

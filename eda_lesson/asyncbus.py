@@ -175,7 +175,11 @@ class AsyncEventBus(BaseBus):
         return _Queued(sender.cascade)
 
     async def _run(self, message: object) -> DispatchResult:
-        cascade = self._start(message)
+        try:
+            plan = self._plans[type(message)]
+        except KeyError:
+            plan = self._first_plan(message)
+        cascade = DispatchResult(message, plan)
         queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
         collecting = self._collect_from
         now = self.clock_function() if self.timed else None
@@ -211,7 +215,10 @@ class AsyncEventBus(BaseBus):
             raise
         finally:
             self._sender.reset(token)
-        return self._finished(cascade)
+        cascade.finished = True
+        if cascade.errors:
+            self._raise_a_failed_command(cascade)
+        return cascade
 
     async def _handle_concurrently(
         self,

@@ -75,6 +75,7 @@ from eda_lesson.checks import (
 from eda_lesson.messages import Command
 from eda_lesson.result import (
     CascadeLimitError,
+    Cause,
     DispatchResult,
     Plan,
     UnhandledCommandError,
@@ -369,15 +370,13 @@ class BaseBus:
 
     # ------------------------------------------------------------------ the steps of a cascade
 
-    def _start(self, message: object) -> DispatchResult:
-        """A new cascade whose queue holds ``message``; an unhandled command is refused."""
-        try:
-            plan = self._plans[type(message)]
-        except KeyError:
-            plan = self._plan_of(message)
-            if not plan and isinstance(message, Command):
-                raise UnhandledCommandError(unhandled_command_text(message)) from None
-        return DispatchResult(message, plan)
+    def _first_plan(self, message: object) -> Plan:
+        """The plan for a dispatched message of a type not planned yet: checked, and an
+        unhandled command refused before anything runs."""
+        plan = self._plan_of(message)
+        if not plan and isinstance(message, Command):
+            raise UnhandledCommandError(unhandled_command_text(message))
+        return plan
 
     def _plan_of(self, message: object) -> Plan:
         """The plan for ``message``'s type; a clear TypeError for what is not a message. The
@@ -405,14 +404,30 @@ class BaseBus:
         returned (a command handler returns its answer instead), then new events collected
         from ``collect_from``. Each new message is checked and planned before any joins."""
         cause = (position, subscription)
-        messages: list[object] = cascade.take_dispatched()
         if subscription.is_command:
             if produced is not None:
                 cascade.record_returned(cause, produced)
-        elif produced is not None:
-            messages.extend(produced_messages(produced, self.max_cascade))
+            if not cascade.dispatched and not self._collect_from:
+                return  # the usual case: an answer, and nothing more
+            produced = None
+        elif not cascade.dispatched and not self._collect_from:
+            # The usual case: one message of a type planned before. Only types that passed
+            # message_kind are ever planned, so it needs no other check.
+            plan = self._plans.get(type(produced))
+            if plan is not None:
+                self._enqueue(cascade, cause, produced, plan)
+                return
+        messages = cascade.take_dispatched()
+        if produced is not None:
+            messages += produced_messages(produced, self.max_cascade)
         for source in self._collect_from:
             messages.extend(source.collect_new_events())
+        if messages:
+            self._enqueue_all(cascade, cause, messages)
+
+    def _enqueue_all(self, cascade: DispatchResult, cause: Cause, messages: list[object]) -> None:
+        """Check every message (a bad one fails the call and queues none), then queue them."""
+        position, subscription = cause
         for message in messages:
             reason = None if type(message) in self._plans else refusal(message)
             if reason is not None:
@@ -424,27 +439,24 @@ class BaseBus:
                 )
                 self._failed(cascade, position, subscription, problem)
                 return
-        planned = [(message, self._plan_of(message)) for message in messages]
-        for message, plan in planned:
-            cascade.enqueue(message, plan, cause)
-            if not plan and isinstance(message, Command):
-                cascade.record_error(
-                    cause,
-                    UnhandledCommandError(
-                        f"{subscription.name} produced " + unhandled_command_text(message)
-                    ),
-                )
+        for message in messages:
+            self._enqueue(cascade, cause, message, self._plan_of(message))
+
+    def _enqueue(self, cascade: DispatchResult, cause: Cause, message: object, plan: Plan) -> None:
+        cascade.enqueue(message, plan, cause)
+        if not plan and isinstance(message, Command):
+            unhandled = UnhandledCommandError(
+                f"{cause[1].name} produced " + unhandled_command_text(message)
+            )
+            cascade.record_error(cause, unhandled)
         if len(cascade.queue) > self.max_cascade:
             raise CascadeLimitError(cascade, self.max_cascade)
 
-    def _finished(self, cascade: DispatchResult) -> DispatchResult:
-        """Mark the cascade complete; a failed command at its start is raised as itself."""
-        cascade.finished = True
-        if cascade.errors and isinstance(cascade.message, Command):
-            error = cascade.first_error()
-            if error is not None:
-                raise error
-        return cascade
+    def _raise_a_failed_command(self, cascade: DispatchResult) -> None:
+        """A failed command at the start of the cascade is raised to the caller as itself."""
+        error = cascade.first_error() if isinstance(cascade.message, Command) else None
+        if error is not None:
+            raise error
 
     # ------------------------------------------------------------------ wrapping
 
@@ -504,7 +516,11 @@ class EventBus(BaseBus):
         running = self._running.cascades
         if running:  # a handler of this thread's cascade dispatched it: queue it there
             return running[-1].dispatched_by_handler(checked_message(message))
-        cascade = self._start(message)
+        try:
+            plan = self._plans[type(message)]
+        except KeyError:
+            plan = self._first_plan(message)
+        cascade = DispatchResult(message, plan)
         queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
         collecting = self._collect_from
         running.append(cascade)
@@ -524,7 +540,10 @@ class EventBus(BaseBus):
                 position += 1
         finally:
             running.pop()
-        return self._finished(cascade)
+        cascade.finished = True
+        if cascade.errors:
+            self._raise_a_failed_command(cascade)
+        return cascade
 
 
 class _RunningCascades(threading.local):

@@ -36,6 +36,22 @@ class Plan(tuple[tuple["Subscription", Callable[[Any], Any]], ...]):
     """The handlers one message type reaches, in call order: (subscription, wrapped call)
     pairs. The bus builds one per type and reuses it until registrations change."""
 
+    _quiet: tuple[tuple[HandlerCall, ...], tuple[int, ...]]
+
+    def quiet_story(self) -> tuple[tuple[HandlerCall, ...], tuple[int, ...]]:
+        """The records of this plan's calls, and their steps, when the dispatched message is
+        the only one and no call failed, answered or was timed: the same for every such
+        dispatch, so the plan builds them once, from itself alone."""
+        try:
+            return self._quiet
+        except AttributeError:
+            calls = tuple(
+                HandlerCall(step, 0, subscription, None, ())
+                for step, (subscription, _) in enumerate(self, 1)
+            )
+            self._quiet = (calls, tuple(range(1, len(calls) + 1)))
+            return self._quiet
+
 
 Cause = tuple[int, "Subscription"]
 """A handler call: (position in the queue of the message it handled, its subscription)."""
@@ -160,8 +176,9 @@ class DispatchResult:
 
     def take_dispatched(self) -> list[object]:
         """The messages dispatched by the handler that just returned (and forget them)."""
-        taken, self.dispatched = list(self.dispatched), ()
-        return taken
+        taken = self.dispatched
+        self.dispatched = ()
+        return taken if type(taken) is list else []
 
     def record_error(self, cause: Cause, error: Exception) -> None:
         if self.errors is _NOTHING:
@@ -341,9 +358,14 @@ class UnhandledCommandError(LookupError):
 
 def _build_story(cascade: DispatchResult) -> Story:
     """Turn what the bus wrote down into records (a partial story while the cascade runs)."""
+    if len(cascade.queue) == 1 and not (cascade.errors or cascade.returns or cascade.timings):
+        message, plan = cascade.queue[0]  # the usual dispatch: one message, nothing to note
+        quiet, steps = plan.quiet_story() if cascade.reached else ((), ())
+        return quiet, (EventRecord(0, message, 0, None, steps),)
     produced: dict[Cause, list[int]] = {}
     for index, cause in cascade.causes.items():
         produced.setdefault(cause, []).append(index)
+    errors, returns, timings = cascade.errors, cascade.returns, cascade.timings
     calls: list[HandlerCall] = []
     step_of: dict[Cause, int] = {}
     handled_by: list[tuple[int, ...]] = []
@@ -352,17 +374,17 @@ def _build_story(cascade: DispatchResult) -> Story:
         for subscription, _ in plan:
             key = (index, subscription)
             step_of[key] = step = len(calls) + 1
-            started, ended = cascade.timings.get(key, (None, None))
+            started, ended = timings.get(key, _UNTIMED) if timings else _UNTIMED
             calls.append(
                 HandlerCall(
                     step,
                     index,
                     subscription,
-                    cascade.errors.get(key),
-                    tuple(produced.get(key, ())),
+                    errors.get(key) if errors else None,
+                    tuple(produced[key]) if key in produced else (),
                     started,
                     ended,
-                    cascade.returns.get(key),
+                    returns.get(key) if returns else None,
                 )
             )
         handled_by.append(tuple(range(first, len(calls) + 1)))
@@ -370,12 +392,15 @@ def _build_story(cascade: DispatchResult) -> Story:
     depth = [0] * len(cascade.queue)
     records = []
     for index, (message, _) in enumerate(cascade.queue):
-        cause_of = cascade.causes.get(index)
+        cause_of = cascade.causes.get(index) if index else None
         if cause_of is not None:
             depth[index] = depth[cause_of[0]] + 1
         caused_by = None if cause_of is None else step_of.get(cause_of)
         records.append(EventRecord(index, message, depth[index], caused_by, handled_by[index]))
     return tuple(calls), tuple(records)
+
+
+_UNTIMED = (None, None)
 
 
 def safe_repr(value: object) -> str:
