@@ -63,7 +63,7 @@ import selectors
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, Literal, TypeVar
 
 from eda_lesson.bus import BaseBus, EventSource, Middleware, Subscription
@@ -95,14 +95,14 @@ class HandlerCancelledError(Exception):
 
 
 class _Sender:
-    """Where messages dispatched by code running in one context go: the running handler of
-    a cascade (``cause`` None: the one running now, sequential mode), or one concurrent call,
-    which keeps them in ``inbox`` until its siblings are done and, once it has settled,
-    queues late ones (from a task it started) straight into the cascade, still as its own."""
+    """Where messages dispatched by one concurrent call (and the tasks it starts) go: its
+    ``inbox`` until its siblings are done; once it has settled, late ones go straight into
+    the cascade, still credited to it. (In sequential mode the context holds the cascade
+    itself: whatever a handler dispatches belongs to the call running now.)"""
 
     __slots__ = ("cascade", "cause", "inbox", "settled")
 
-    def __init__(self, cascade: DispatchResult, cause: Cause | None = None) -> None:
+    def __init__(self, cascade: DispatchResult, cause: Cause) -> None:
         self.cascade = cascade
         self.cause = cause
         self.inbox: list[object] = []
@@ -151,7 +151,9 @@ class AsyncEventBus(BaseBus):
         # The cascade running in this task on this bus, as EventBus keeps one per thread: a
         # handler's dispatch joins it. Tasks copy their context when created, so a task a
         # handler starts joins the cascade too while the cascade still runs.
-        self._sender: ContextVar[_Sender | None] = ContextVar("eda_lesson_sender", default=None)
+        self._sender: ContextVar[_Sender | DispatchResult | None] = ContextVar(
+            "eda_lesson_sender", default=None
+        )
 
     # ------------------------------------------------------------------ dispatch
 
@@ -166,8 +168,8 @@ class AsyncEventBus(BaseBus):
         if sender is None or sender.cascade.finished:
             return self._run(message)
         message = checked_message(message)
-        if sender.cause is None:
-            sender.cascade.dispatched_by_handler(message)
+        if isinstance(sender, DispatchResult):  # sequential: the handler running now sent it
+            sender.dispatched_by_handler(message)
         elif not sender.settled:
             sender.inbox.append(message)
         else:
@@ -183,7 +185,7 @@ class AsyncEventBus(BaseBus):
         queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
         collecting = self._collect_from
         now = self.clock_function() if self.timed else None
-        token = self._sender.set(_Sender(cascade))
+        token = self._sender.set(cascade)
         position, running, started = 0, None, 0.0
         try:
             while position < len(queue):
@@ -197,7 +199,9 @@ class AsyncEventBus(BaseBus):
                     started = now() if now else 0.0
                     try:
                         produced = call(message)
-                        if produced is not None and inspect.isawaitable(produced):
+                        if produced is not None and (
+                            type(produced) is CoroutineType or inspect.isawaitable(produced)
+                        ):
                             produced = await produced
                     except Exception as error:
                         self._failed(cascade, position, running, error)
@@ -335,7 +339,7 @@ class _Call:
 
     async def run(
         self,
-        senders: ContextVar[_Sender | None],
+        senders: ContextVar[_Sender | DispatchResult | None],
         call: Callable[[Any], Any],
         message: object,
         now: Callable[[], float] | None,
