@@ -23,9 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
-import redis
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from eda_lesson.extras import missing_extra
+
+try:
+    import redis
+except ImportError as error:
+    raise missing_extra("broker", __name__, error) from error
 
 from eda_lesson.drawing import figure_to_png
 from eda_lesson.graphs import COLOURS

@@ -70,15 +70,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from eda_lesson.extras import missing_extra
+
 try:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
     from redis.typing import EncodableT, FieldT
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "eda_lesson.redis_streams needs the redis package (redis-py): pip install redis"
-    ) from error
+except ImportError as error:
+    raise missing_extra("broker", __name__, error) from error
 
 from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult

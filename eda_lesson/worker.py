@@ -40,7 +40,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 
-import redis
+from eda_lesson.extras import missing_extra
+
+try:
+    import redis
+except ImportError as error:
+    raise missing_extra("broker", __name__, error) from error
 
 from eda_lesson.bus import EventBus, Middleware
 from eda_lesson.checks import handler_name

@@ -27,7 +27,13 @@ LIGHT = (
     "eda_lesson.unit_of_work",
     "eda_lesson.projections",
     "eda_lesson.saga",
+    "eda_lesson.checks",
+    "eda_lesson.state_unit_of_work",
+    "eda_lesson.outbox",
+    "eda_lesson.extras",
 )
+
+BROKER_MODULES = ("eda_lesson.redis_streams", "eda_lesson.worker", "eda_lesson.broker_views")
 
 
 def test_import_eda_lesson_does_not_load_drawing_libraries() -> None:
@@ -47,3 +53,31 @@ def test_version_matches_the_project_metadata() -> None:
     from importlib.metadata import version
 
     assert eda_lesson.__version__ == version("eda-lesson")
+
+
+def test_every_module_but_the_brokers_imports_without_redis_or_jupyterlab() -> None:
+    blocked = "import sys; sys.modules.update(redis=None, jupyterlab=None, jupyter_server=None)"
+    code = f"{blocked}; import importlib; [importlib.import_module(m) for m in {LIGHT!r}]"
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def test_every_broker_module_without_redis_says_which_extra_to_install() -> None:
+    for module in BROKER_MODULES:
+        code = f"import sys; sys.modules['redis'] = None; import {module}"
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.returncode != 0, module
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith("eda_lesson.extras.MissingExtraError: "), (module, last)
+        assert f"{module} needs the 'broker' extra" in last, last
+        assert "pip install 'eda-lesson[broker]'" in last and "pip install -e '.[broker]'" in last
+
+
+def test_the_core_depends_on_the_drawing_libraries_but_not_on_jupyterlab_or_redis() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    core = {name.split(">")[0].split("=")[0] for name in project["project"]["dependencies"]}
+    assert core == {"ipywidgets", "networkx", "matplotlib"}
+    extras = project["project"]["optional-dependencies"]
+    assert any(d.startswith("redis") for d in extras["broker"])
+    assert "jupyterlab>=4.2" in extras["notebooks"] and "eda-lesson[broker]" in extras["notebooks"]
