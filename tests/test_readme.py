@@ -36,7 +36,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_the_readme_opens_the_notebooks_in_jupyterlab() -> None:
     commands = [c.strip() for c in fenced_blocks("bash")]
-    assert any("jupyter lab notebooks/" in c and 'pip install -e ".[notebooks]"' in c for c in commands)
+    opens = 'pip install -e ".[notebooks]"'
+    assert any("jupyter lab notebooks/" in c and opens in c for c in commands)
 
 
 def test_the_notebook_map_links_every_notebook() -> None:
