@@ -113,19 +113,31 @@ def test_start_runs_a_local_redis_then_the_given_command(tmp_path: Path) -> None
         subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True)
 
 
+#: repo2docker 2026.4's base environment, as far as our requirements meet it (NOTES.md).
+BINDER_BASE = ("notebook==7.4.7", "jupyterlab==4.4.9", "ipykernel==7.0.1", "jupyter_server==2.17.0")
+
+
 @pytest.mark.slow
 def test_notebooks_run_in_an_environment_built_from_binder_requirements(tmp_path: Path) -> None:
-    """As Binder would: a fresh environment with only binder/requirements.txt, then every
+    """As Binder would: repo2docker's base environment, binder/requirements.txt on top of it
+    (which must leave every installed package's requirements met: `pip check`), then every
     notebook executed; the only errors allowed are the ones a cell shows on purpose."""
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
+    pip = [str(python), "-m", "pip"]
+    subprocess.run([*pip, "install", "-q", *BINDER_BASE], check=True, timeout=900)
+    base = _installed(python)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-r", str(BINDER / "requirements.txt")],
+        [*pip, "install", "-q", "-r", str(BINDER / "requirements.txt")],
         cwd=ROOT,
         check=True,
         timeout=900,
     )
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    added = _installed(python) - base - _pinned()
+    assert not added, f"binder/requirements.txt installs these without pinning them: {added}"
     run = subprocess.run(
         [str(python), "-c", RUN_NOTEBOOKS, str(ROOT / "notebooks"), str(tmp_path / "out")],
         capture_output=True,
@@ -134,6 +146,26 @@ def test_notebooks_run_in_an_environment_built_from_binder_requirements(tmp_path
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "notebooks ran: " in run.stdout
+
+
+def _installed(python: Path) -> set[str]:
+    """The names of the packages installed in the environment of ``python`` (not editable)."""
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return {_normal(line.split("==")[0]) for line in listed}
+
+
+def _pinned() -> set[str]:
+    lines = (BINDER / "requirements.txt").read_text().splitlines()
+    return {_normal(line.split("==")[0]) for line in lines if "==" in line}
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
 
 
 # Runs inside the Binder-like environment: only what binder/requirements.txt installed.
