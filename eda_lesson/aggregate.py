@@ -31,6 +31,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Self, TypeVar
 
+from eda_lesson.checks import nearest_for
 from eda_lesson.serialization import EventRegistry
 from eda_lesson.shop import LineItem, OrderCancelled, OrderCreated, OrderPaid, OrderShipped
 
@@ -111,16 +112,14 @@ class Aggregate:
 
     def apply(self, event: object) -> None:
         """Change the state as ``event`` says (no rules are checked: this is replay)."""
-        applier = self._appliers.get(type(event))
-        if applier is None:
-            applier = self._applier_by_base_class(event)
+        applier = self._appliers.get(type(event)) or self._applier_by_base_class(event)
         applier(self, event)
         self.version += 1
 
     def _applier_by_base_class(self, event: object) -> Callable[[Any, Any], None]:
-        for cls in type(event).__mro__[1:]:
-            if cls in self._appliers:
-                return self._appliers[cls]
+        applier = nearest_for(self._appliers, type(event))  # the bus's rule, nearest first
+        if applier is not None:
+            return applier
         cls_name, event_name = type(self).__name__, type(event).__name__
         known = ", ".join(sorted(t.__name__ for t in self._appliers)) or "none"
         raise TypeError(

@@ -14,7 +14,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from eda_lesson.messages import Command, Event
 from eda_lesson.result import describe_value
@@ -40,6 +40,7 @@ __all__ = [
     "is_async_callable",
     "is_union",
     "message_kind",
+    "nearest_for",
     "produced_messages",
     "refusal",
     "type_name",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 Kind = Literal["command", "event"]
+T = TypeVar("T")
 
 #: Built-in values are never messages: a handler returning one almost always made a mistake.
 _PLAIN_VALUES = (str, bytes, bytearray, int, float, complex, dict, set, frozenset, list, type)
@@ -441,3 +443,21 @@ def annotated_message_types(handler: Handler) -> tuple[type, ...]:
 
 def is_union(annotation: object) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+# ---------------------------------------------------------------------- lookup
+
+
+def nearest_for(table: Mapping[type, T], cls: type) -> T | None:
+    """The entry of ``table`` for ``cls`` or the nearest of its base classes, or None.
+
+    This is the one rule for "the method for this event type" everywhere: walk the event
+    class's ``__mro__``, the class itself first. The bus calls *every* handler found along the
+    way (an event has many handlers); a command, an aggregate's ``@applies`` method and a
+    projection's ``@when`` method take the *first* one found (each has exactly one).
+    """
+    for base in cls.__mro__:
+        found = table.get(base)
+        if found is not None:
+            return found
+    return None

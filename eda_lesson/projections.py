@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from eda_lesson.checks import nearest_for
 from eda_lesson.shop import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
 from eda_lesson.store import EventStore, StoredEvent
 
@@ -47,7 +48,8 @@ def when(*event_types: type) -> Callable[[F], F]:
 
 class Projection:
     """Base of read models. A subclass sets up its empty state in :meth:`reset` and marks one
-    method per event type it cares about with :func:`when`; other events are skipped."""
+    method per event type it cares about with :func:`when`; other events are skipped. As for
+    the bus, a method for a base class hears its subclasses; the nearest class wins."""
 
     _handlers: ClassVar[dict[type, Callable[[Any, Any], None]]] = {}
 
@@ -74,7 +76,7 @@ class Projection:
         """Apply one stored event, unless it was seen already."""
         if stored.position <= self.position:
             return
-        handler = self._handlers.get(type(stored.event))
+        handler = nearest_for(self._handlers, type(stored.event))  # the bus's rule
         if handler is not None:
             handler(self, stored.event)
         self.position = stored.position

@@ -144,3 +144,76 @@ def test_rebuilding_from_zero_equals_live_updating(plan: list[tuple[str, int, st
         for projection in rebuilt:
             projection.rebuild(store)
         assert (rebuilt[0].snapshot(), rebuilt[1].snapshot()) == live
+
+
+def test_a_projection_method_for_a_base_class_hears_its_subclasses_nearest_first() -> None:
+    """The bus's rule: walk the event class's MRO; a projection takes the first method found."""
+    from dataclasses import dataclass
+
+    from eda_lesson.projections import Projection, when
+    from eda_lesson.store import InMemoryEventStore
+
+    @dataclass(frozen=True)
+    class Happened:
+        order_id: str
+
+    @dataclass(frozen=True)
+    class Paid(Happened):
+        pass
+
+    @dataclass(frozen=True)
+    class Refunded(Paid):
+        pass
+
+    class Seen(Projection):
+        def reset(self) -> None:
+            super().reset()
+            self.lines: list[str] = []
+
+        @when(Happened)
+        def anything(self, event: Happened) -> None:
+            self.lines.append(f"happened {type(event).__name__}")
+
+        @when(Paid)
+        def paid(self, event: Paid) -> None:
+            self.lines.append(f"paid {type(event).__name__}")
+
+    store = InMemoryEventStore()
+    store.append("o-1", [Happened("o-1"), Paid("o-1"), Refunded("o-1")], 0)
+    seen = Seen()
+    seen.catch_up(store)
+    assert seen.lines == ["happened Happened", "paid Paid", "paid Refunded"]
+
+
+def test_an_aggregate_applies_by_the_same_rule_nearest_base_first() -> None:
+    from dataclasses import dataclass
+
+    from eda_lesson.aggregate import Aggregate, applies
+
+    @dataclass(frozen=True)
+    class Changed:
+        n: int
+
+    @dataclass(frozen=True)
+    class Grown(Changed):
+        pass
+
+    @dataclass(frozen=True)
+    class GrownTwice(Grown):
+        pass
+
+    class Counter(Aggregate):
+        def __init__(self) -> None:
+            super().__init__()
+            self.log: list[str] = []
+
+        @applies(Changed)
+        def _changed(self, event: Changed) -> None:
+            self.log.append("changed")
+
+        @applies(Grown)
+        def _grown(self, event: Grown) -> None:
+            self.log.append("grown")
+
+    counter = Counter.from_events([Changed(1), Grown(2), GrownTwice(3)])
+    assert counter.log == ["changed", "grown", "grown"]
