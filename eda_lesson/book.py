@@ -3,7 +3,9 @@
 Every notebook starts and ends with the same kind of bar: previous, contents, next, and an
 "Open in Binder" badge. They are generated from :data:`CHAPTERS` so that they never drift apart;
 ``python -m eda_lesson.book`` rewrites them, and with ``--execute`` also runs the notebooks and
-stores their outputs and widget state (what GitHub shows a reader).
+stores their outputs and widget state (what GitHub shows a reader). A notebook whose code did
+not change is saved byte for byte as before: widget ids are renumbered, no timings are kept,
+and errors are saved as one line, without the machine's paths.
 
 This module knows nothing about what the notebooks teach; it only lays out the book.
 """
@@ -14,6 +16,7 @@ import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "BINDER_URL",
@@ -22,7 +25,9 @@ __all__ = [
     "Chapter",
     "binder_link",
     "chapter",
+    "execute",
     "navigation",
+    "renumber_widget_ids",
 ]
 
 REPOSITORY = "eda-lesson/eda-lesson"
@@ -179,12 +184,39 @@ def refresh_navigation(path: Path) -> bool:
     return True
 
 
-def execute(path: Path, timeout: int = 300) -> None:
-    """Run a notebook top to bottom in its own folder and save outputs and widget state."""
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_REFERENCE = "IPY_MODEL_"
+"""How one widget's state names another (``"IPY_MODEL_" + model_id``), as ipywidgets writes it."""
+
+KERNEL_ARGUMENTS = ("--InteractiveShell.xmode=Minimal",)
+"""Options for the kernel that runs the notebooks, so that saved outputs hold no machine paths.
+
+``Minimal`` prints an error as ``Name: message`` only: a full traceback names the absolute path
+of every file it passes through (this checkout, site-packages), and a chained error prints every
+link of the chain. nbval compares an error's name and message but not its traceback, so a fresh
+kernel with the default mode still agrees with the saved outputs. Passing the option to the
+kernel keeps it out of the notebooks' code and out of their execution counts.
+"""
+
+
+def execute(path: Path, timeout: int = 300, *, save_as: Path | None = None) -> None:
+    """Run a notebook top to bottom in its own folder and save outputs and widget state.
+
+    The saved file depends only on what the code prints: widget ids are renumbered
+    (:func:`renumber_widget_ids`), no timings are recorded, and errors are saved without
+    tracebacks (:data:`KERNEL_ARGUMENTS`). Running an unchanged notebook again therefore leaves
+    its file byte for byte the same. ``save_as`` writes the result elsewhere (the notebook
+    still runs in its own folder, where it may read its neighbours); by default it overwrites
+    ``path``.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
+    # Widgets of an earlier run would survive a run that shows none: nbclient only writes
+    # the block when the kernel opened a widget.
+    notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)  # old timestamps, see record_timing below
     client = NotebookClient(
@@ -192,11 +224,99 @@ def execute(path: Path, timeout: int = 300) -> None:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        extra_arguments=list(KERNEL_ARGUMENTS),
         store_widget_state=True,
         record_timing=False,  # timestamps in cell metadata would change on every run
     )
     client.execute()
-    nbformat.write(notebook, path)
+    renumber_widget_ids(notebook)
+    nbformat.write(notebook, save_as or path)
+
+
+def renumber_widget_ids(notebook: dict[str, Any]) -> dict[str, str]:
+    """Replace the random widget model ids of an executed notebook by sequential ones, in place.
+
+    ipywidgets gives every model a fresh ``uuid4`` on each run, and the ids appear in three
+    places: the keys of the saved widget state (``metadata.widgets``), references from one
+    model's state to another (``"IPY_MODEL_<id>"``), and the ``model_id`` of each widget view
+    in the outputs. Each id becomes its rank in order of first appearance, written in hex with
+    the original's length (``00000000000000000000000000000001`` for a uuid), the same in all
+    three places. The order is: views in the outputs, cell by cell; then the saved models not
+    shown directly, in the order the kernel created them; then models referred to but not
+    saved. It does not depend on the random ids themselves, so two runs of the same code give
+    the same file, and renumbering a renumbered notebook changes nothing.
+
+    Returns the mapping from old to new ids.
+    """
+    widgets = notebook.get("metadata", {}).get("widgets", {})
+    state: dict[str, Any] = widgets.get(WIDGET_STATE, {}).get("state", {})
+    outputs = [
+        output
+        for cell in notebook.get("cells", [])
+        if cell.get("cell_type") == "code"
+        for output in cell.get("outputs", [])
+    ]
+    order: dict[str, None] = {}
+    for output in outputs:
+        view = output.get("data", {}).get(WIDGET_VIEW)
+        if isinstance(view, dict) and isinstance(view.get("model_id"), str):
+            order.setdefault(view["model_id"])
+    for model_id in state:
+        order.setdefault(model_id)
+    for model_id in [m for m in order if m in state]:
+        for reference in _references(state[model_id]):
+            order.setdefault(reference)
+    mapping = {old: f"{rank:0{len(old)}x}" for rank, old in enumerate(order, start=1)}
+    if not mapping:
+        return mapping
+    pattern = re.compile(
+        r"(?<![0-9A-Za-z])(?:"
+        + "|".join(re.escape(old) for old in sorted(mapping, key=len, reverse=True))
+        + r")(?![0-9A-Za-z])"
+    )
+    for output in outputs:
+        _replace_ids(output, pattern, mapping)
+    if state:
+        _replace_ids(widgets, pattern, mapping)
+        renamed = widgets[WIDGET_STATE]["state"]
+        rank = {new: number for number, new in enumerate(mapping.values())}
+        ordered = sorted(renamed.items(), key=lambda item: rank.get(item[0], len(rank)))
+        renamed.clear()
+        renamed.update(ordered)
+    return mapping
+
+
+def _references(value: Any) -> list[str]:
+    """The model ids a widget's state refers to, in a fixed order (keys sorted).
+
+    A reference is a ``"IPY_MODEL_<id>"`` string, or a view inside an Output widget's outputs.
+    """
+    if isinstance(value, str):
+        return [value[len(WIDGET_REFERENCE) :]] if value.startswith(WIDGET_REFERENCE) else []
+    if isinstance(value, dict):
+        view = value.get(WIDGET_VIEW)
+        shown = view.get("model_id") if isinstance(view, dict) else None
+        nested = [found for key in sorted(value) for found in _references(value[key])]
+        return ([shown] if isinstance(shown, str) else []) + nested
+    if isinstance(value, list):
+        return [found for item in value for found in _references(item)]
+    return []
+
+
+def _replace_ids(value: Any, pattern: re.Pattern[str], mapping: dict[str, str]) -> Any:
+    """``value`` with every id of ``mapping`` replaced; dicts and lists are changed in place."""
+    if isinstance(value, str):
+        return pattern.sub(lambda match: mapping[match.group(0)], value)
+    if isinstance(value, dict):
+        items = [
+            (_replace_ids(k, pattern, mapping), _replace_ids(v, pattern, mapping))
+            for k, v in value.items()
+        ]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        value[:] = [_replace_ids(item, pattern, mapping) for item in value]
+    return value
 
 
 def _chapter_of(path: Path) -> Chapter:

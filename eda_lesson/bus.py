@@ -10,9 +10,9 @@ Commands and events
 -------------------
 A *command* asks for something to be done (``Allocate``, ``PlaceOrder``): it subclasses
 :class:`~eda_lesson.messages.Command`, has exactly one handler, and that handler's error
-reaches the caller as itself; its return value is the caller's answer (``result.returned``). An *event* says that
-something happened (``OrderPaid``): any other object, or a subclass of ``Event``; it has
-any number of handlers, and one handler failing does not stop the others.
+reaches the caller as itself; its return value is the caller's answer (``result.returned``).
+An *event* says that something happened (``OrderPaid``): any other object, or a subclass of
+``Event``; it has any number of handlers, and one handler failing does not stop the others.
 
 How a dispatch runs
 -------------------

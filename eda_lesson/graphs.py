@@ -248,8 +248,10 @@ def to_mermaid(result: DispatchResult) -> str:
     """The cascade of ``result`` as a Mermaid flowchart, left to right.
 
     Node ids are stable: ``e0, e1, ...`` for events by index and ``c1, c2, ...`` for calls by
-    step, so the text of a cascade changes only when the cascade does. Failed calls and
-    unhandled events get their own class (and colour); the colours are :data:`COLOURS`.
+    step, so the text of a cascade changes only when the cascade does. Every node has a class
+    (and colour, from :data:`COLOURS`): ``edaEvent``, ``edaCommand`` (a hexagon), ``edaHandler``,
+    ``edaFailed`` and ``edaUnhandled``. Labels are quoted and escaped, so any class name,
+    handler name or error message renders as written (see :func:`_mermaid_text`).
     Paste it into Markdown between ```` ```mermaid ```` fences and GitHub draws it.
     """
     graph = flow_graph(result)
@@ -259,13 +261,31 @@ def to_mermaid(result: DispatchResult) -> str:
     for source, target in graph.edges():
         lines.append(f"    {_mermaid_id(source)} --> {_mermaid_id(target)}")
     commands = any(data.get("command") for _, data in graph.nodes(data=True))
-    for name in ("event", "command", "call", "failed", "unhandled"):
-        if name == "command" and not commands:
+    for kind, name in _MERMAID_CLASSES.items():
+        if kind == "command" and not commands:
             continue
-        fill, stroke = COLOURS[name]
-        extra = ",stroke-dasharray:4 3" if name == "unhandled" else ""
+        fill, stroke = COLOURS[kind]
+        extra = ",stroke-dasharray:4 3" if kind == "unhandled" else ""
         lines.append(f"    classDef {name} fill:{fill},stroke:{stroke},color:#111827{extra}")
     return "\n".join(lines) + "\n"
+
+
+#: The Mermaid class of each kind of node, in the order of the ``classDef`` lines. The ``eda``
+#: prefix keeps every name clear of the flowchart's keywords: a class named ``call`` (or
+#: ``end``, ``click``, ``style``, ``class``, ``default``, ...) makes the whole diagram fail to
+#: parse (mermaid-js/mermaid#4245).
+_MERMAID_CLASSES: dict[str, str] = {
+    "event": "edaEvent",
+    "command": "edaCommand",
+    "call": "edaHandler",
+    "failed": "edaFailed",
+    "unhandled": "edaUnhandled",
+}
+
+# Written between our own words in a label. Not a line break: Mermaid's ``<br/>`` vanishes
+# where nbconvert pastes the diagram into HTML unescaped, and ``\n`` is not a break in every
+# Mermaid; long labels wrap by themselves.
+_MERMAID_SEPARATOR = " · "
 
 
 def _mermaid_id(node: tuple[str, int]) -> str:
@@ -273,27 +293,66 @@ def _mermaid_id(node: tuple[str, int]) -> str:
 
 
 def _mermaid_node(node: tuple[str, int], data: dict[str, Any]) -> str:
-    label = _mermaid_text(shorten(data["label"], 40))
+    label = _mermaid_text(data["label"])
     if data["kind"] == "event":
-        css = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
+        kind = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
         if data["unhandled"]:
-            label += "<br/>no handler"
+            label += _MERMAID_SEPARATOR + "no handler"
         if data["command"]:  # a hexagon: a request, where an event is a rounded fact
-            return f'{_mermaid_id(node)}{{{{"{label}"}}}}:::{css}'
-        return f'{_mermaid_id(node)}(["{label}"]):::{css}'
+            return f'{_mermaid_id(node)}{{{{"{label}"}}}}:::{_MERMAID_CLASSES[kind]}'
+        return f'{_mermaid_id(node)}(["{label}"]):::{_MERMAID_CLASSES[kind]}'
     # "1. name" would be read as a Markdown list by Mermaid; "step 1: name" is not.
     label = f"step {data['step']}: {label}"
-    css = "failed" if data["failed"] else "call"
+    kind = "failed" if data["failed"] else "call"
     if data["failed"]:
-        label += "<br/>failed: " + _mermaid_text(shorten(data["error"], 40))
-    return f'{_mermaid_id(node)}["{label}"]:::{css}'
+        label += _MERMAID_SEPARATOR + "failed: " + _mermaid_text(data["error"])
+    return f'{_mermaid_id(node)}["{label}"]:::{_MERMAID_CLASSES[kind]}'
 
 
-def _mermaid_text(text: str) -> str:
-    """Escape what would end a quoted Mermaid label or be read as markup (entity codes)."""
-    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(char, code)
-    return text
+# Characters written as Mermaid entity codes (``#quot;``, ``#35;``: Mermaid turns them into
+# the character itself, in every renderer), with the reason each one needs it.
+_MERMAID_ESCAPES: dict[str, str] = {
+    '"': "#quot;",  # ends the quoted label
+    "#": "#35;",  # starts an entity code
+    "&": "#amp;",  # labels are HTML: an entity,
+    "<": "#lt;",  # markup,
+    ">": "#gt;",  # (raw in nbconvert's <pre class="mermaid">, too)
+    "%": "#37;",  # %% starts a comment, and %%{...}%% a directive even inside a label
+    "`": "#96;",  # "`...`" is a Markdown string
+    "\\": "#92;",  # \n is a line break in newer Mermaid
+}
+# While it renders, Mermaid writes an entity code as "\ufb02\xb0...\xb6\xdf" and at the end turns
+# every such pair back into "&" and ";", also where a label holds them ("\ufb02\xb0x\xb6\xdf" would
+# become "&x;" and spoil the SVG): an invisible word joiner keeps the two apart.
+_MERMAID_PLACEHOLDERS = ("\ufb02\xb0", "\xb6\xdf")
+
+
+def _mermaid_text(text: str, limit: int = 40) -> str:
+    """``text`` on one line, cut to ``limit`` characters and escaped for a quoted label.
+
+    Line breaks, tabs and runs of whitespace become one space (a node is one line of Mermaid).
+    The characters of ``_MERMAID_ESCAPES`` and every character that is not printable become
+    entity codes; other unicode (accents, CJK, emoji) stays as it is, and so does a name like
+    ``Shop.send_receipt``. A colon not followed by a space becomes ``#58;``: Mermaid strips a
+    ``;`` from any line where ``style`` or ``classDef`` comes before such a colon and a ``#``.
+    A word joiner goes between the two characters of Mermaid's placeholders, and an empty
+    label becomes a no-break space (``#160;``): Mermaid refuses ``""``.
+    """
+    short = shorten(" ".join(text.split()), limit)
+    escaped = []
+    for position, char in enumerate(short):
+        following = short[position + 1 : position + 2]
+        if char == ":" and following != " ":
+            escaped.append("#58;")
+        elif char in _MERMAID_ESCAPES:
+            escaped.append(_MERMAID_ESCAPES[char])
+        elif not char.isprintable():
+            escaped.append(f"#{ord(char)};")
+        else:
+            escaped.append(char)
+        if char + following in _MERMAID_PLACEHOLDERS:
+            escaped.append("#8288;")
+    return "".join(escaped) or "#160;"
 
 
 @dataclass(frozen=True)

@@ -330,20 +330,21 @@ def test_flow_graph_invariants_hold_for_any_cascade(program: Any) -> None:
 def test_mermaid_text_of_a_small_cascade() -> None:
     assert to_mermaid(small_cascade()) == (
         "flowchart LR\n"
-        '    e0(["OrderPaid"]):::event\n'
-        '    e1(["ShipmentRequested<br/>no handler"]):::unhandled\n'
-        '    c1["step 1: mark_paid"]:::call\n'
-        '    c2["step 2: send_receipt<br/>'
-        'failed: ConnectionError: mail server said #quot;no#quot;"]:::failed\n'
-        '    c3["step 3: request_shipment"]:::call\n'
+        '    e0(["OrderPaid"]):::edaEvent\n'
+        '    e1(["ShipmentRequested · no handler"]):::edaUnhandled\n'
+        '    c1["step 1: mark_paid"]:::edaHandler\n'
+        '    c2["step 2: send_receipt · '
+        'failed: ConnectionError: mail server said #quot;no#quot;"]:::edaFailed\n'
+        '    c3["step 3: request_shipment"]:::edaHandler\n'
         "    e0 --> c1\n"
         "    e0 --> c2\n"
         "    e0 --> c3\n"
         "    c3 --> e1\n"
-        "    classDef event fill:#dbeafe,stroke:#1d4ed8,color:#111827\n"
-        "    classDef call fill:#dcfce7,stroke:#15803d,color:#111827\n"
-        "    classDef failed fill:#fee2e2,stroke:#b91c1c,color:#111827\n"
-        "    classDef unhandled fill:#fef3c7,stroke:#b45309,color:#111827,stroke-dasharray:4 3\n"
+        "    classDef edaEvent fill:#dbeafe,stroke:#1d4ed8,color:#111827\n"
+        "    classDef edaHandler fill:#dcfce7,stroke:#15803d,color:#111827\n"
+        "    classDef edaFailed fill:#fee2e2,stroke:#b91c1c,color:#111827\n"
+        "    classDef edaUnhandled fill:#fef3c7,stroke:#b45309,color:#111827,"
+        "stroke-dasharray:4 3\n"
     )
 
 
@@ -356,18 +357,64 @@ class Tagged:
     tag: str
 
 
+def mermaid_label(text: str, node: str = "c1") -> str:
+    """The quoted label of ``node`` in a Mermaid export."""
+    line = next(line for line in text.splitlines() if line.strip().startswith(node))
+    return line[line.index('"') + 1 : line.rindex('"')]
+
+
 def test_mermaid_escapes_what_would_break_a_label() -> None:
     def weird(event: Tagged) -> None:
-        raise ValueError('<b>"#1;"</b>')
+        raise ValueError('<b>"#1;"</b> & 100%%')
 
     bus = EventBus()
     bus.register(Tagged, weird)
+    inner = mermaid_label(to_mermaid(bus.dispatch(Tagged("x"))))
+    assert not set(inner) & set('"<>&%')
+    assert "#lt;b#gt;#quot;#35;1;#quot;#lt;/b#gt; #amp; 100#37;#37;" in inner
+
+
+def test_mermaid_labels_stay_on_one_line_and_keep_readable_unicode() -> None:
+    def name(event: Tagged) -> None:
+        raise ValueError("first\nsecond\r\n\tthird")
+
+    name.__qualname__ = "Café.注文\r\n\t📦"
+    bus = EventBus()
+    bus.register(Tagged, name)
     text = to_mermaid(bus.dispatch(Tagged("x")))
-    label = next(line for line in text.splitlines() if line.strip().startswith("c1["))
-    inner = label[label.index('["') + 2 : label.rindex('"]')]
-    assert '"' not in inner
-    assert "<b>" not in inner
-    assert "#lt;b#gt;#quot;#35;1;#quot;" in inner
+    assert len(text.splitlines()) == 1 + 2 + 1 + 4  # header, two nodes, one edge, four classes
+    assert mermaid_label(text) == "step 1: Café.注文 📦 · failed: ValueError: first second third"
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("`Markdown`", "#96;Markdown#96;"),  # "`...`" would be a Markdown string
+        ("restyle a:<b>", "restyle a#58;#lt;b#gt;"),  # Mermaid drops a ";" after style ... :#
+        ("a: b", "a: b"),
+        ("zero\u200bwidth", "zero#8203;width"),
+        ("\ufb02\xb0x\xb6\xdf", "\ufb02#8288;\xb0x\xb6#8288;\xdf"),  # Mermaid's placeholders
+        ("", "#160;"),  # Mermaid refuses an empty label
+        ("Shop.send_receipt", "Shop.send_receipt"),
+    ],
+)
+def test_mermaid_writes_awkward_names_as_entity_codes(name: str, label: str) -> None:
+    bus = EventBus()
+    event_type = make_dataclass(name or "Empty", [("tag", str)], frozen=True)
+    event_type.__name__ = name
+    bus.register(event_type, mark_paid)
+    assert mermaid_label(to_mermaid(bus.dispatch(event_type("x"))), "e0") == label
+
+
+def test_mermaid_class_names_are_never_mermaid_keywords() -> None:
+    keywords = {"call", "end", "click", "style", "class", "classDef", "default", "subgraph"}
+    keywords |= {"graph", "linkStyle", "flowchart", "direction", "href", "callback"}
+    text = to_mermaid(small_cascade())
+    classes = {line.split()[1] for line in text.splitlines() if "classDef" in line}
+    used = {line.rsplit(":::", 1)[1] for line in text.splitlines() if ":::" in line}
+    assert used <= classes
+    assert classes == {"edaEvent", "edaHandler", "edaFailed", "edaUnhandled"}
+    assert not {name.lower() for name in classes} & {word.lower() for word in keywords}
 
 
 def test_step_table_lists_every_call_in_order_with_its_outcome() -> None:
@@ -434,8 +481,9 @@ def test_commands_have_their_own_shape_and_class_in_mermaid_and_are_marked_in_ta
     bus.register(ShipOrder, ship_order)
     result = bus.dispatch(OrderPaid("o-1", 42.0))
     text = to_mermaid(result)
-    assert 'e1{{"ShipOrder"}}:::command' in text and "classDef command " in text
-    assert 'e0(["OrderPaid"]):::event' in text
+    assert 'e1{{"ShipOrder"}}:::edaCommand' in text and "classDef edaCommand " in text
+    assert 'e0(["OrderPaid"]):::edaEvent' in text
+    assert "classDef edaCommand " not in to_mermaid(small_cascade())
     assert "#1 ShipOrder (command)" in step_table(result)
     assert step_caption(result).startswith("dispatch of OrderPaid: 2 messages")
 

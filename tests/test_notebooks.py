@@ -7,13 +7,17 @@ stable, that each chapter has its parts, and that the published solutions pass t
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from eda_lesson.book import CHAPTERS, NAV_START, navigation
+from eda_lesson.book import CHAPTERS, NAV_START, execute, navigation, renumber_widget_ids
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -21,6 +25,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 UNSTABLE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
+    r"|\b[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}\b"  # uuid4 hex (random widget ids)
     r"|\b0x[0-9a-f]{6,}\b"  # memory addresses
     r"|\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d"  # wall-clock times
 )
@@ -69,7 +74,7 @@ def test_every_code_cell_was_run_in_order(path: Path) -> None:
 @pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
 def test_outputs_are_stable_and_error_free(path: Path) -> None:
     notebook = load(path)
-    found = UNSTABLE.findall(json.dumps(notebook["cells"]))
+    found = UNSTABLE.findall(json.dumps([notebook["cells"], notebook["metadata"]]))
     assert not found, f"{path.name}: outputs that change between runs: {found[:3]}"
     for cell in code_cells(notebook):
         raises = "NBVAL_RAISES_EXCEPTION" in source(cell) or "raises-exception" in str(
@@ -176,3 +181,206 @@ def test_published_solutions_pass_their_checks(path: Path, tmp_path: Path) -> No
     ]
     assert len(verdicts) >= len(solutions)
     assert all(v.startswith("Correct!") for v in verdicts), verdicts
+
+
+# ---------------------------------------------------------------- byte-stable, path-free files
+
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])/(?:work|tmp|home|root|Users|usr|opt|var|private|mnt|srv)/"
+    r"|site-packages|dist-packages|\bipykernel_\d+"
+    r"|\b[A-Za-z]:\\\w"  # C:\Users
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+"""Colour codes: a traceback writes ESC ``[32m`` just before a path, so it follows a letter."""
+BINARY = re.compile(r"image/(?!svg)")
+"""Base64 data (PNG, JPEG) is not text: a path pattern could match it by chance."""
+
+
+def saved_text(notebook: dict[str, Any]) -> Iterator[str]:
+    """Every string of the saved outputs and widget state, except base64 images and buffers."""
+
+    def walk(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not BINARY.match(key) and key != "buffers":
+                    yield key
+                    yield from walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item)
+
+    for cell in code_cells(notebook):
+        yield from walk(cell.get("outputs", []))
+    yield from walk(notebook["metadata"].get("widgets", {}))
+
+
+@pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
+def test_outputs_hold_no_path_of_the_machine_that_ran_them(path: Path) -> None:
+    texts = [ANSI.sub("", text) for text in saved_text(load(path))]
+    found = sorted({match for text in texts for match in MACHINE_PATH.findall(text)})
+    assert not found, (
+        f"{path.name}: outputs name files of the machine that ran it: {found[:3]}; "
+        "re-execute it with python -m eda_lesson.book --execute (short tracebacks), or print "
+        "names relative to the notebook"
+    )
+
+
+@pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
+def test_errors_raised_on_purpose_are_saved_as_one_line(path: Path) -> None:
+    """A full traceback names files on the machine that ran it, a chained one twice over."""
+    for cell in code_cells(load(path)):
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "error":
+                traceback = output["traceback"]
+                assert len(traceback) == 1 and output["ename"] in traceback[0], (
+                    f"{path.name}: a full traceback ({len(traceback)} lines) in "
+                    f"{source(cell)[:60]!r}; re-execute it with python -m eda_lesson.book"
+                )
+
+
+@pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
+def test_saved_widget_ids_are_the_renumbered_ones(path: Path) -> None:
+    notebook = load(path)
+    mapping = renumber_widget_ids(copy.deepcopy(notebook))
+    changed = {old: new for old, new in mapping.items() if old != new}
+    assert not changed, (
+        f"{path.name}: {len(changed)} widget ids are random, not renumbered; "
+        "re-execute it with python -m eda_lesson.book --execute"
+    )
+
+
+REEXECUTED = [
+    NOTEBOOKS / "02_handlers_and_registration.ipynb",  # widgets, errors raised on purpose
+    NOTEBOOKS / "07_event_sourcing_and_projections.ipynb",  # widgets, a chained error
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", REEXECUTED, ids=ids(REEXECUTED))
+def test_reexecuting_an_unchanged_notebook_leaves_its_file_byte_for_byte_the_same(
+    path: Path, tmp_path: Path
+) -> None:
+    executed = tmp_path / path.name
+    execute(path, save_as=executed)
+    committed, again = path.read_text().splitlines(), executed.read_text().splitlines()
+    changed = next(
+        (n for n, (a, b) in enumerate(zip(committed, again, strict=False)) if a != b),
+        min(len(committed), len(again)),
+    )
+    assert executed.read_bytes() == path.read_bytes(), (
+        f"{path.name}: a new run differs from the committed file at line {changed + 1}: "
+        f"{(again[changed:] or ['(end of file)'])[0].strip()[:100]!r}; if the code it shows "
+        "changed, re-execute it with python -m eda_lesson.book --execute"
+    )
+
+
+def synthetic_notebook(
+    box: str, label: str, layout: str, slider: str, style: str
+) -> dict[str, Any]:
+    """Two widget views, four saved models created in the order slider, box, label, layout,
+    and a reference to ``style``, a model that was never saved."""
+    return {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": f"box is {box}"},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "box",
+                "outputs": [
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {
+                            WIDGET_VIEW: {"model_id": box, "version_major": 2, "version_minor": 0},
+                            "text/plain": f"Box(model={box})",
+                        },
+                    }
+                ],
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "label",
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 2,
+                        "metadata": {},
+                        "data": {WIDGET_VIEW: {"model_id": label}, "text/plain": "Label()"},
+                    }
+                ],
+            },
+        ],
+        "metadata": {
+            "widgets": {
+                WIDGET_STATE: {
+                    "state": {
+                        slider: {"state": {"layout": f"IPY_MODEL_{layout}", "value": 3}},
+                        box: {
+                            "state": {
+                                "children": [f"IPY_MODEL_{label}", f"IPY_MODEL_{slider}"],
+                                "layout": f"IPY_MODEL_{layout}",
+                            }
+                        },
+                        label: {"state": {"style": f"IPY_MODEL_{style}", "value": "hi"}},
+                        layout: {"state": {"width": "10px"}},
+                    },
+                    "version_major": 2,
+                    "version_minor": 0,
+                }
+            }
+        },
+    }
+
+
+def new_ids() -> list[str]:
+    return [uuid.uuid4().hex for _ in range(5)]
+
+
+def test_widget_ids_are_renumbered_in_order_of_first_appearance_everywhere() -> None:
+    box, label, layout, slider, style = old = new_ids()
+    notebook = synthetic_notebook(box, label, layout, slider, style)
+    mapping = renumber_widget_ids(notebook)
+    number = {
+        name: f"{rank:032x}" for rank, name in enumerate([box, label, slider, layout, style], 1)
+    }
+    assert mapping == number  # views first, then saved models as created, then references
+    state = notebook["metadata"]["widgets"][WIDGET_STATE]["state"]
+    assert list(state) == sorted(number.values())[:4]
+    assert state[number[box]]["state"] == {
+        "children": [f"IPY_MODEL_{number[label]}", f"IPY_MODEL_{number[slider]}"],
+        "layout": f"IPY_MODEL_{number[layout]}",
+    }
+    assert state[number[label]]["state"]["style"] == f"IPY_MODEL_{number[style]}"
+    shown = notebook["cells"][1]["outputs"][0]["data"]
+    assert shown[WIDGET_VIEW]["model_id"] == number[box]
+    assert shown["text/plain"] == f"Box(model={number[box]})"
+    assert notebook["cells"][2]["outputs"][0]["data"][WIDGET_VIEW]["model_id"] == number[label]
+    assert notebook["cells"][0]["source"] == f"box is {box}", "sources are not outputs"
+    saved = json.dumps([notebook["cells"][1:], notebook["metadata"]])
+    assert not [i for i in old if i in saved]
+
+
+def test_renumbering_ignores_the_random_ids_and_changes_nothing_the_second_time() -> None:
+    first = synthetic_notebook(*new_ids())
+    second = synthetic_notebook(*new_ids())
+    renumber_widget_ids(first)
+    renumber_widget_ids(second)
+    first["cells"][0] = second["cells"][0]  # the Markdown cell keeps its (random) text
+    assert json.dumps(first) == json.dumps(second)
+    again = json.loads(json.dumps(first, sort_keys=True))  # as nbformat saves and reads it
+    mapping = renumber_widget_ids(again)
+    assert all(old == new for old, new in mapping.items())
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+
+
+def test_a_notebook_without_widgets_is_left_alone() -> None:
+    notebook: dict[str, Any] = {
+        "cells": [{"cell_type": "code", "source": "1", "outputs": [], "metadata": {}}],
+        "metadata": {},
+    }
+    before = copy.deepcopy(notebook)
+    assert renumber_widget_ids(notebook) == {}
+    assert notebook == before
