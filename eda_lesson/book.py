@@ -27,10 +27,45 @@ __all__ = [
     "chapter",
     "execute",
     "navigation",
+    "readme_badge",
+    "refresh_readme_badge",
     "renumber_widget_ids",
+    "repository",
 ]
 
-REPOSITORY = "eda-lesson/eda-lesson"
+
+def repository() -> str:
+    """The GitHub repository (owner/name) the Binder badges launch, from ``[project.urls]``
+    ``Repository`` in pyproject.toml (the checkout's, else the installed package's metadata)."""
+    url = _repository_url()
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", url)
+    if match is None:
+        raise ValueError(
+            f"[project.urls] Repository must be a GitHub address such as "
+            f"https://github.com/OWNER/NAME, got {url!r}"
+        )
+    return match.group(1)
+
+
+def _repository_url() -> str:
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        urls = tomllib.loads(pyproject.read_text())["project"].get("urls", {})
+        if "Repository" in urls:
+            return str(urls["Repository"])
+    from importlib.metadata import metadata
+
+    entries: list[str] = metadata("eda-lesson").get_all("Project-URL") or []
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Repository":
+            return url.strip()
+    raise LookupError("pyproject.toml names no [project.urls] Repository")
+
+
+REPOSITORY = repository()
 """The GitHub repository (owner/name) that the Binder badges launch."""
 
 BINDER_URL = f"https://mybinder.org/v2/gh/{REPOSITORY}/HEAD"
@@ -157,6 +192,24 @@ def _link(target: Chapter, available: set[str] | None, text: str | None = None) 
 
 
 # ---------------------------------------------------------------------- maintaining notebooks
+
+
+README_BADGE = re.compile(r"\[!\[Open in Binder\]\([^)]*\)\]\([^)]*\)")
+
+
+def readme_badge() -> str:
+    """The README's Binder badge, opening the first chapter."""
+    return f"[![Open in Binder]({BADGE_IMAGE})]({binder_link(CHAPTERS[0].filename)})"
+
+
+def refresh_readme_badge(path: Path) -> bool:
+    """Rewrite the Binder badge of the README at ``path``; True when it changed."""
+    text = path.read_text()
+    updated = README_BADGE.sub(readme_badge(), text)
+    if updated == text:
+        return False
+    path.write_text(updated)
+    return True
 
 
 def refresh_navigation(path: Path) -> bool:
@@ -344,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="run them and save the outputs")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if Path("README.md").is_file() and refresh_readme_badge(Path("README.md")):
+        print("README.md: Binder badge refreshed")
     for path in paths:
         changed = refresh_navigation(path)
         if args.execute:

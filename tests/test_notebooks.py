@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from eda_lesson.book import CHAPTERS, NAV_START, execute, navigation, renumber_widget_ids
+from eda_lesson.book import (
+    CHAPTERS,
+    NAV_START,
+    REPOSITORY,
+    binder_link,
+    execute,
+    navigation,
+    readme_badge,
+    renumber_widget_ids,
+)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -118,6 +127,22 @@ def test_navigation_and_binder_badge_at_top_and_bottom(path: Path) -> None:
     hint = "run python -m eda_lesson.book to refresh the navigation bars"
     assert first == expected and last == expected, f"{path.name}: {hint}"
     assert first.startswith(NAV_START) and "Open in Binder" in first
+
+
+def test_the_repository_is_named_once_and_every_badge_follows_it() -> None:
+    import tomllib
+
+    project = tomllib.loads((NOTEBOOKS.parent / "pyproject.toml").read_text())["project"]
+    assert project["urls"]["Repository"] == f"https://github.com/{REPOSITORY}"
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    badges = re.findall(r"\[!\[Open in Binder\].*?\)\]\(.*?\)", readme)
+    assert badges == [readme_badge()], "run python -m eda_lesson.book to refresh the badge"
+    for path in PATHS:
+        launches = set(
+            re.findall(r"https://mybinder\.org/v2/gh/[^/]+/[^/]+/", json.dumps(load(path)))
+        )
+        assert launches == {f"https://mybinder.org/v2/gh/{REPOSITORY}/"}, path.name
+        assert binder_link(path.name) in source(load(path)["cells"][0])
 
 
 @pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
