@@ -1,8 +1,10 @@
 """The async event bus: the same registrations, handlers that may wait, handlers that overlap.
 
-:class:`AsyncEventBus` is an :class:`~eda_lesson.bus.EventBus` whose ``dispatch`` is
-awaited. Registration, ``subscribe``, middleware, call order and plans are the core's own;
-what changes is how a cascade runs:
+:class:`AsyncEventBus` is the sibling of :class:`~eda_lesson.bus.EventBus`, not a subclass:
+both are a :class:`~eda_lesson.bus.BaseBus` (registration, ``subscribe``, dependencies,
+middleware, call order, plans and the steps after each call are shared), and its ``dispatch``
+is awaited. Code that needs a result at once asks for an ``EventBus`` and refuses this one.
+What changes is how a cascade runs, in a loop that is the sync one with ``await``:
 
 - Handlers may be ``async def`` (awaited) or plain functions (called; they block the loop
   while they run, exactly as they would anywhere in asyncio).
