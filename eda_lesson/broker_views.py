@@ -38,7 +38,8 @@ from eda_lesson.graphs import COLOURS
 from eda_lesson.history_views import widget_bundle
 from eda_lesson.outbox import Outbox, OutboxMessage, Relay
 from eda_lesson.redis_streams import OUTCOMES, Delivery, StreamKeys, talking_to
-from eda_lesson.sketching import FADED_EDGE, FADED_TEXT, TEXT, Key, Sheet, key, plural
+from eda_lesson.sketching import FADED_EDGE, FADED_TEXT, TEXT, Key, Sheet, key
+from eda_lesson.text import plural
 from eda_lesson.unit_of_work import UnitOfWork
 
 __all__ = [

@@ -82,6 +82,7 @@ from eda_lesson.result import (
     describe_value,
     safe_repr,
 )
+from eda_lesson.text import plural
 
 __all__ = [
     "PLAN_CACHE_SIZE",
@@ -341,8 +342,8 @@ class BaseBus:
             groups = [(t, list(subs)) for t, subs in self._registrations.items()]
         count = sum(len(subs) for _, subs in groups)
         lines = [
-            f"{type(self).__name__} with {_plural(count, 'handler')} for "
-            f"{_plural(len(groups), self._kind_word() + ' type')}"
+            f"{type(self).__name__} with {plural(count, 'handler')} for "
+            f"{plural(len(groups), self._kind_word() + ' type')}"
         ]
         for message_type, subs in groups:
             kind = " (command)" if issubclass(message_type, Command) else ""
@@ -360,8 +361,8 @@ class BaseBus:
     def __repr__(self) -> str:
         count = sum(len(subs) for subs in self._registrations.values())
         return (
-            f"{type(self).__name__}({_plural(count, 'handler')} for "
-            f"{_plural(len(self._registrations), self._kind_word() + ' type')})"
+            f"{type(self).__name__}({plural(count, 'handler')} for "
+            f"{plural(len(self._registrations), self._kind_word() + ' type')})"
         )
 
     def _kind_word(self) -> str:
@@ -599,10 +600,6 @@ def _place_of(registered: list[Subscription], key: tuple[Any, ...]) -> int | Non
         if existing.key == key:
             return index
     return None
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
 
 
 def _needs_text(subscription: Subscription) -> str:

@@ -52,6 +52,7 @@ from eda_lesson.graphs import (
     step_caption,
 )
 from eda_lesson.result import DispatchResult
+from eda_lesson.text import plural
 
 if TYPE_CHECKING:
     from eda_lesson.unit_of_work import UnitOfWork
@@ -333,7 +334,7 @@ def draw_registrations(
     types = graph.number_of_nodes() - handlers
     commands = any(data.get("command") for _, data in graph.nodes(data=True))
     kind = "message type" if commands else "event type"
-    title = f"registrations: {_plural(handlers, 'handler')}, {_plural(types, kind)}"
+    title = f"registrations: {plural(handlers, 'handler')}, {plural(types, kind)}"
     legend = [_key("command", "command type")] if commands else []
     legend += [
         _key("event", "event type"),
@@ -417,7 +418,7 @@ def draw_timeline(result: DispatchResult, *, ax: Axes | None = None) -> Figure:
         ax.spines[side].set_visible(False)
     ax.set_title(
         f"timeline of the {type(result.event).__name__} dispatch: "
-        f"{_plural(len(calls), 'handler call')}",
+        f"{plural(len(calls), 'handler call')}",
         fontsize=10,
     )
     ax.legend(
@@ -633,10 +634,6 @@ def _root_figure(ax: Axes) -> Figure:
     return figure
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
-
-
 # ---------------------------------------------------------------------- nested calls and the queue
 
 
@@ -696,7 +693,7 @@ def draw_nested_vs_queue(
         _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.1, heading, fontsize=9.5, weight="bold")
         _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.38, _order_caption(calls), fontsize=8)
         _draw_order_side(ax, name, calls, x, first_row)
-    title = f"one cascade, two orders: {_plural(len(right), 'handler call')}"
+    title = f"one cascade, two orders: {plural(len(right), 'handler call')}"
     legend = [
         _key("call", "handler call (step. name)"),
         _key("event", "the event it handles"),
@@ -910,14 +907,14 @@ def _handlers_box(uow: UnitOfWork, results: Sequence[DispatchResult], number: in
     if number < len(results):
         result = results[number]
         names = list(dict.fromkeys(shorten(call.name, _WRAP) for call in result.calls))
-        header = _plural(len(result.calls), "handler call")
+        header = plural(len(result.calls), "handler call")
         if result.failures:
             header += f", {len(result.failures)} failed"
         colour = "failed" if result.failures else "call"
     elif number < len(uow.published):
         handlers = uow.bus.handlers_for(uow.published[number])
         names = [shorten(handler_name(handler), _WRAP) for handler in handlers]
-        header = f"heard by {_plural(len(handlers), 'handler')}"
+        header = f"heard by {plural(len(handlers), 'handler')}"
         colour = "call"
     else:
         return _WorkBox("handlers", ("handlers", "(not known)"), "pending")
@@ -1067,7 +1064,7 @@ def draw_series_map(chapters: Sequence[Chapter] = CHAPTERS, *, ax: Axes | None =
             gid=f"chapter-{chapter.number:02d}",
             **style,
         )
-    title = f"the series: {_plural(len(reading), 'chapter')} in {_plural(len(parts), 'part')}"
+    title = f"the series: {plural(len(reading), 'chapter')} in {plural(len(parts), 'part')}"
     legend = [
         _key("event", "chapter"),
         _Key("start here", COLOURS["event"][0], COLOURS["current"][1], width=2.5),

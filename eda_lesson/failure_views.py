@@ -59,6 +59,7 @@ from eda_lesson.shop import (
     ShipmentRequested,
     Shop,
 )
+from eda_lesson.text import plural
 
 __all__ = [
     "AttemptRow",
@@ -290,7 +291,7 @@ def _outcome_tag(ax: Axes, y: int, x: float, row: AttemptRow) -> None:
     if words == "ok":
         style = {"color": COLOURS["call"][1]}
         if len(row.attempts) > 1:
-            words = f"ok after {_plural(len(row.attempts), 'attempt')}"
+            words = f"ok after {plural(len(row.attempts), 'attempt')}"
     elif words == "replayed ok":
         style = {"color": COLOURS["current"][1]}
     elif row.letter is not None:
@@ -302,10 +303,10 @@ def _outcome_tag(ax: Axes, y: int, x: float, row: AttemptRow) -> None:
 
 def _attempts_title(rows: list[AttemptRow]) -> str:
     made = sum(len(r.attempts) for r in rows)
-    parts = [_plural(made, "attempt"), _plural(len(rows), "handler call")]
+    parts = [plural(made, "attempt"), plural(len(rows), "handler call")]
     letters = sum(1 for r in rows if r.letter is not None and not r.attempts[-1].ok)
     if letters:
-        parts.append(_plural(letters, "dead letter"))
+        parts.append(plural(letters, "dead letter"))
     return "attempts on the clock: " + ", ".join(parts)
 
 
@@ -400,7 +401,7 @@ def _letter_card(ax: Axes, top: float, letter: Any, *, faded: bool) -> None:
     )
     lines = [
         (f"{shorten(letter.handler, 34)}  <-  {shorten(repr(letter.event), 52)}", "bold"),
-        (f"{_plural(len(attempts), 'attempt')} at t = {times} s", "normal"),
+        (f"{plural(len(attempts), 'attempt')} at t = {times} s", "normal"),
         ("last error: " + shorten(attempts[-1].outcome, 92), "normal"),
     ]
     if faded:
@@ -466,7 +467,7 @@ def _empty_card(ax: Axes, top: float) -> None:
 
 
 def _store_title(waiting: int, gone: int) -> str:
-    title = f"dead-letter store: {_plural(waiting, 'letter')} waiting"
+    title = f"dead-letter store: {plural(waiting, 'letter')} waiting"
     if gone:
         title += f", {gone} replayed and gone"
     return title
@@ -635,7 +636,7 @@ class FailureLab:
         self.replayed.extend(outcomes)
         ok = sum(1 for outcome in outcomes if outcome.ok)
         self._status_note = (
-            f"replayed {_plural(len(outcomes), 'letter')}: {ok} handled, {len(outcomes) - ok} "
+            f"replayed {plural(len(outcomes), 'letter')}: {ok} handled, {len(outcomes) - ok} "
             "failed again"
         )
         self._show()
@@ -671,7 +672,7 @@ class FailureLab:
     def __repr__(self) -> str:
         state = "not run yet"
         if self.ran:
-            state = f"order o-1 {self.order_status}, {_plural(len(self.store), 'dead letter')}"
+            state = f"order o-1 {self.order_status}, {plural(len(self.store), 'dead letter')}"
         return f"FailureLab: {self._failure_words()}; {self._policy_words()}; {state}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -767,10 +768,10 @@ class FailureLab:
             return f"{self._failing} fixed"
         if self._times == "always":
             return f"{self._failing} fails always"
-        return f"{self._failing} fails {_plural(int(self._times), 'time')}"
+        return f"{self._failing} fails {plural(int(self._times), 'time')}"
 
     def _policy_words(self) -> str:
-        return f"{_plural(self._attempts, 'attempt')}, {self._backoff} backoff"
+        return f"{plural(self._attempts, 'attempt')}, {self._backoff} backoff"
 
     def _picture_title(self) -> str:
         if not self.ran:
@@ -933,7 +934,3 @@ def _root_figure(ax: Axes) -> Figure:
     if figure is None:
         raise ValueError("the Axes given as ax= belongs to no Figure; create it with a Figure")
     return figure
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"

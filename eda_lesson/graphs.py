@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx  # type: ignore[import-untyped]
 
+from eda_lesson.text import plural
+
 if TYPE_CHECKING:
     from eda_lesson.bus import BaseBus
     from eda_lesson.result import DispatchResult, EventRecord, HandlerCall
@@ -432,7 +434,7 @@ def step_caption(result: DispatchResult, upto: int | None = None) -> str:
     calls = result.calls
     if upto is None:
         word = "message" if any(record.is_command for record in result.events) else "event"
-        parts = [_plural(len(result.events), word), _plural(len(calls), "handler call")]
+        parts = [plural(len(result.events), word), plural(len(calls), "handler call")]
         if result.failures:
             parts.append(f"{len(result.failures)} failed")
         if result.unhandled:
@@ -456,7 +458,7 @@ def check_step(result: DispatchResult, upto: int) -> None:
     steps = len(result.calls)
     if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= steps:
         raise ValueError(
-            f"step {upto!r} is not a step of this dispatch: it has {_plural(steps, 'step')}, "
+            f"step {upto!r} is not a step of this dispatch: it has {plural(steps, 'step')}, "
             f"so choose a whole number from 0 (nothing handled yet) to {steps} (all done)"
         )
 
@@ -476,7 +478,3 @@ def shorten(text: str, limit: int) -> str:
             if len(text) <= limit:
                 return text
     return text[: max(limit - 1, 0)] + "…"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"

@@ -34,8 +34,9 @@ from eda_lesson.aggregate import Aggregate, Order
 from eda_lesson.drawing import figure_to_png
 from eda_lesson.graphs import COLOURS, shorten
 from eda_lesson.projections import Projection
-from eda_lesson.sketching import EDGE, FADED_EDGE, FADED_TEXT, TEXT, Key, Sheet, key, plural
+from eda_lesson.sketching import EDGE, FADED_EDGE, FADED_TEXT, TEXT, Key, Sheet, key
 from eda_lesson.store import EventStore, StoredEvent
+from eda_lesson.text import plural
 
 __all__ = [
     "HistoryExplorer",

@@ -68,6 +68,7 @@ from eda_lesson.checks import handler_name, is_async_callable, produced_messages
 from eda_lesson.clock import Clock, VirtualClock, current_clock
 from eda_lesson.messages import Message, running_cause
 from eda_lesson.result import safe_repr
+from eda_lesson.text import plural
 
 if TYPE_CHECKING:
     from eda_lesson.result import DispatchResult
@@ -372,7 +373,7 @@ class RetryLog:
         return "\n".join(_attempt_line(attempt) for attempt in self._attempts)
 
     def __repr__(self) -> str:
-        return f"RetryLog({_plural(len(self._attempts), 'attempt')})"
+        return f"RetryLog({plural(len(self._attempts), 'attempt')})"
 
 
 class RetriesExhaustedError(Exception):
@@ -386,7 +387,7 @@ class RetriesExhaustedError(Exception):
         self.attempts = attempts
         why = f" ({reason})" if reason else ""
         super().__init__(
-            f"{handler} failed {_plural(len(attempts), 'attempt')}{why}; "
+            f"{handler} failed {plural(len(attempts), 'attempt')}{why}; "
             f"last error: {attempts[-1].outcome}"
         )
 
@@ -552,7 +553,7 @@ class DeadLetter:
     def __repr__(self) -> str:
         return (
             f"DeadLetter(#{self.number} {self.handler} for {_short(self.event)}: "
-            f"{_plural(len(self.attempts), 'attempt')}, last {self.attempts[-1].outcome})"
+            f"{plural(len(self.attempts), 'attempt')}, last {self.attempts[-1].outcome})"
         )
 
 
@@ -578,7 +579,7 @@ class Replayed:
         head = f"Replayed(#{self.letter.number} {self.letter.handler}: "
         if self.error is not None:
             return head + f"failed again, {_error_text(self.error)}; the letter stays)"
-        dispatched = f", dispatched {_plural(len(self.results), 'event')}" if self.results else ""
+        dispatched = f", dispatched {plural(len(self.results), 'event')}" if self.results else ""
         return head + f"ok, left the store{dispatched})"
 
 
@@ -643,7 +644,7 @@ class DeadLetterStore:
         return len(self._letters)
 
     def __repr__(self) -> str:
-        return f"DeadLetterStore({_plural(len(self._letters), 'letter')})"
+        return f"DeadLetterStore({plural(len(self._letters), 'letter')})"
 
     def describe(self) -> str:
         """Each letter and, under it, each attempt with its time and error."""
@@ -1040,10 +1041,6 @@ def _attempt_line(attempt: Attempt) -> str:
 def _short(event: object) -> str:
     text = safe_repr(event)
     return text if len(text) <= 48 else text[:45] + "..."
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
 
 
 def _close(awaitable: object) -> None:

@@ -56,6 +56,7 @@ from eda_lesson.bus import EventBus, require_sync_bus
 from eda_lesson.result import DispatchResult
 from eda_lesson.serialization import EventRegistry
 from eda_lesson.store import EventStore, SQLiteEventStore
+from eda_lesson.text import plural
 from eda_lesson.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -286,7 +287,7 @@ class Outbox:
             sent, waiting = self.counts()
         except sqlite3.ProgrammingError:  # closed
             return f"Outbox({name!r}, closed)"
-        return f"Outbox({name!r}, {_count(sent + waiting, 'message')}, {waiting} waiting)"
+        return f"Outbox({name!r}, {plural(sent + waiting, 'message')}, {waiting} waiting)"
 
     # ------------------------------------------------------------------ lifetime
 
@@ -317,10 +318,6 @@ def _message(row: tuple[Any, ...]) -> OutboxMessage:
     return OutboxMessage(
         position, event_id, stream_id, event_type, schema_version, payload, bool(sent)
     )
-
-
-def _count(count: int, word: str, words: str = "") -> str:
-    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 # ---------------------------------------------------------------------- the relay
@@ -422,8 +419,8 @@ class Relay:
 
     def __repr__(self) -> str:
         return (
-            f"Relay({_count(self.published, 'message')} published in "
-            f"{_count(self.batches, 'batch', 'batches')})"
+            f"Relay({plural(self.published, 'message')} published in "
+            f"{plural(self.batches, 'batch', 'batches')})"
         )
 
 
@@ -469,7 +466,7 @@ class BusPublisher:
 
     def __repr__(self) -> str:
         counts = self.counts()
-        dropped = f", {_count(counts['duplicate'], 'duplicate')} dropped" * self.deduplicate
+        dropped = f", {plural(counts['duplicate'], 'duplicate')} dropped" * self.deduplicate
         return f"BusPublisher({counts['dispatched']} dispatched{dropped})"
 
 
@@ -505,7 +502,7 @@ class OutboxUnitOfWork(UnitOfWork):
         changed = self._changed()
         if changed:
             events = self._save(changed)
-            self.note("outbox", f"{_count(len(events), 'message')} waiting for the relay")
+            self.note("outbox", f"{plural(len(events), 'message')} waiting for the relay")
         self.status = "committed"
         if changed and self.after_save is not None:
             self.note("crash", "after the save")

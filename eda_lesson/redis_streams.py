@@ -71,6 +71,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from eda_lesson.extras import missing_extra
+from eda_lesson.text import plural
 
 try:
     import redis
@@ -395,7 +396,7 @@ class StreamDeadLetter(NamedTuple):
     def __repr__(self) -> str:
         return (
             f"StreamDeadLetter({self.event_id or '?'} {self.type_name or '?'} after "
-            f"{_plural(self.deliveries, 'delivery', 'deliveries')}: {self.reason})"
+            f"{plural(self.deliveries, 'delivery', 'deliveries')}: {self.reason})"
         )
 
 
@@ -412,9 +413,9 @@ class StreamStatus(NamedTuple):
 
     def __repr__(self) -> str:
         return (
-            f"StreamStatus({self.stream}/{self.group}: {_plural(self.length, 'entry', 'entries')}"
+            f"StreamStatus({self.stream}/{self.group}: {plural(self.length, 'entry', 'entries')}"
             f", {self.pending} pending, {self.processed} processed, "
-            f"{_plural(self.dead_letters, 'dead letter')})"
+            f"{plural(self.dead_letters, 'dead letter')})"
         )
 
 
@@ -874,11 +875,7 @@ def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> No
         raise ValueError(f"{name} is {kind}, got {value!r}")
 
 
-def _plural(count: int, word: str, words: str = "") -> str:
-    return f"{count} {word if count == 1 else words or word + 's'}"
-
-
 def _summary(total: int, counts: Mapping[str, int]) -> str:
     parts = [f"{counts[outcome]} {outcome}" for outcome in OUTCOMES if counts[outcome]]
-    head = _plural(total, "delivery", "deliveries")
+    head = plural(total, "delivery", "deliveries")
     return f"{head}: {', '.join(parts)}" if parts else head

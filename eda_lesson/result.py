@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from eda_lesson.text import plural
+
 if TYPE_CHECKING:
     from eda_lesson.bus import Subscription
 
@@ -285,7 +287,7 @@ class DispatchResult:
                 call.error.add_note(note)
             errors.append(call.error)
         return ExceptionGroup(
-            f"{_plural(len(errors), 'handler')} failed while dispatching "
+            f"{plural(len(errors), 'handler')} failed while dispatching "
             f"{type(self.message).__name__}",
             errors,
         )
@@ -308,11 +310,11 @@ class DispatchResult:
     def __repr__(self) -> str:
         plans = [plan for _, plan in self.queue]
         parts = [
-            _plural(len(self.queue), "message" if self._has_commands() else "event"),
-            _plural(sum(len(plan) for plan in plans), "handler call"),
+            plural(len(self.queue), "message" if self._has_commands() else "event"),
+            plural(sum(len(plan) for plan in plans), "handler call"),
         ]
         if self.errors:
-            parts.append(_plural(len(self.errors), "failure"))
+            parts.append(plural(len(self.errors), "failure"))
         unhandled = sum(1 for plan in plans if not plan)
         if unhandled:
             parts.append(f"{unhandled} unhandled")
@@ -430,10 +432,6 @@ def describe_value(value: object) -> str:
     kind = type(value).__name__
     article = "an" if kind[:1].lower() in "aeiou" else "a"
     return f"{text} ({article} {kind})"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
 
 
 def _short(record: EventRecord) -> str:

@@ -61,8 +61,8 @@ from eda_lesson.sketching import (
     Key,
     Sheet,
     key,
-    plural,
 )
+from eda_lesson.text import plural
 
 __all__ = [
     "COMPENSATION",

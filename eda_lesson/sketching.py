@@ -38,7 +38,6 @@ __all__ = [
     "Sheet",
     "centre_of",
     "key",
-    "plural",
 ]
 
 Dashes = Literal["-", "--", ":", "-."]
@@ -301,8 +300,3 @@ def _legend_grid(keys: Sequence[Key], width: float, per_row: int) -> tuple[float
 def centre_of(box: FancyBboxPatch) -> tuple[float, float]:
     """The centre of a box drawn by :meth:`Sheet.box`."""
     return (box.get_x() + box.get_width() / 2, box.get_y() + box.get_height() / 2)
-
-
-def plural(count: int, word: str) -> str:
-    """``"1 event"``, ``"3 events"``."""
-    return f"{count} {word}{'s' * (count != 1)}"

@@ -46,6 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from eda_lesson.serialization import EventFormatError, EventRegistry
+from eda_lesson.text import plural
 
 __all__ = [
     "ConcurrencyError",
@@ -193,10 +194,6 @@ def _describe_events(store: EventStore, limit: int) -> str:
     return "\n".join([repr(store), *lines])
 
 
-def _count(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
-
-
 # ---------------------------------------------------------------------- in memory
 
 
@@ -263,8 +260,8 @@ class InMemoryEventStore:
 
     def __repr__(self) -> str:
         return (
-            f"InMemoryEventStore({_count(len(self._log), 'event')} in "
-            f"{_count(len(self._streams), 'stream')})"
+            f"InMemoryEventStore({plural(len(self._log), 'event')} in "
+            f"{plural(len(self._streams), 'stream')})"
         )
 
 
@@ -478,6 +475,6 @@ class SQLiteEventStore:
         except sqlite3.ProgrammingError:  # closed
             return f"SQLiteEventStore({self.path!r}, closed)"
         return (
-            f"SQLiteEventStore({self.path!r}, {_count(events, 'event')} in "
-            f"{_count(streams, 'stream')})"
+            f"SQLiteEventStore({self.path!r}, {plural(events, 'event')} in "
+            f"{plural(streams, 'stream')})"
         )

@@ -29,6 +29,7 @@ from eda_lesson.bus import EventBus, Handler, Subscription
 from eda_lesson.drawing import NotebookFigure, draw_flow, draw_registrations, figure_to_png
 from eda_lesson.graphs import COLOURS, StepRow, check_step, shorten, step_caption, step_rows
 from eda_lesson.result import CascadeLimitError, DispatchResult, describe_value
+from eda_lesson.text import plural
 
 __all__ = ["DispatchExplorer", "InjectedHandlerError", "RegistrationExplorer"]
 
@@ -171,8 +172,8 @@ class DispatchExplorer:
             "not dispatched yet" if self._result is None else f"step {self.step} of {self.steps}"
         )
         return (
-            f"DispatchExplorer: {_plural(len(self.events), 'event')}, "
-            f"{_plural(len(self._switches), 'handler')}, {where}"
+            f"DispatchExplorer: {plural(len(self.events), 'event')}, "
+            f"{plural(len(self._switches), 'handler')}, {where}"
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -525,8 +526,8 @@ class RegistrationExplorer:
     def _summary(self) -> str:
         on = sum(1 for s in self._registrations if self._registered(s))
         return (
-            f"{on} of {_plural(len(self._registrations), 'registration')} on, "
-            f"{_plural(len(self._event_types), 'event type')}"
+            f"{on} of {plural(len(self._registrations), 'registration')} on, "
+            f"{plural(len(self._event_types), 'event type')}"
         )
 
     def _registered(self, subscription: Subscription) -> bool:
@@ -567,7 +568,3 @@ def _placeholder_png(text: str) -> bytes:
     figure = NotebookFigure(figsize=(6.8, 0.8))
     figure.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#6b7280")
     return figure_to_png(figure)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"

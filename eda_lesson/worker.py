@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 
 from eda_lesson.extras import missing_extra
+from eda_lesson.text import plural
 
 try:
     import redis
@@ -102,14 +103,14 @@ class WorkerStats:
     def __str__(self) -> str:
         parts = [
             f"{self.handled} handled",
-            _plural(self.duplicates, "duplicate"),
+            plural(self.duplicates, "duplicate"),
             f"{self.failed} failed",
             f"{self.dead_lettered} dead-lettered",
         ]
         if self.reclaimed:
             parts.append(f"{self.reclaimed} reclaimed")
         if self.reconnects:
-            parts.append(_plural(self.reconnects, "reconnect"))
+            parts.append(plural(self.reconnects, "reconnect"))
         return ", ".join(parts)
 
     def __repr__(self) -> str:
@@ -368,10 +369,6 @@ def _client(url: str | None, block_ms: int) -> redis.Redis:
     # The read timeout must outlast the longest blocking read, or a quiet stream would look
     # like a dead connection.
     return connect(url, timeout=2.0, read_timeout=block_ms / 1000 + 10.0)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
 
 
 # ---------------------------------------------------------------------- the command

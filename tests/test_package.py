@@ -31,6 +31,7 @@ LIGHT = (
     "eda_lesson.state_unit_of_work",
     "eda_lesson.outbox",
     "eda_lesson.extras",
+    "eda_lesson.text",
 )
 
 BROKER_MODULES = ("eda_lesson.redis_streams", "eda_lesson.worker", "eda_lesson.broker_views")
@@ -81,3 +82,22 @@ def test_the_core_depends_on_the_drawing_libraries_but_not_on_jupyterlab_or_redi
     extras = project["project"]["optional-dependencies"]
     assert any(d.startswith("redis") for d in extras["broker"])
     assert "jupyterlab>=4.2" in extras["notebooks"] and "eda-lesson[broker]" in extras["notebooks"]
+
+
+def test_the_plural_of_a_count_is_written_in_one_place() -> None:
+    """One helper for "1 event, 3 events": no module keeps a copy of its own."""
+    package = Path(eda_lesson.__file__).parent
+    copies = [
+        path.name
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "text.py"
+        and any(
+            line.startswith(("def _plural(", "def plural(", "def _count(count"))
+            for line in path.read_text().splitlines()
+        )
+    ]
+    assert copies == [], f"use eda_lesson.text.plural instead of the copies in {copies}"
+    from eda_lesson.text import plural
+
+    assert (plural(1, "event"), plural(3, "event")) == ("1 event", "3 events")
+    assert plural(2, "entry", "entries") == "2 entries" and plural(0, "call") == "0 calls"
