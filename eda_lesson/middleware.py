@@ -428,8 +428,13 @@ class _Attempts:
         return RetriesExhaustedError(self.handler, tuple(self.made), reason)
 
 
-class Retry(Layer):
-    """Middleware that calls a failing handler again (made by :func:`retry`)."""
+class Retry:
+    """Middleware that calls a failing handler again (made by :func:`retry`).
+
+    The first attempt is a plain call of the next layer; only an error worth retrying starts
+    :meth:`retries`, the steps of every later attempt (written once, for plain and async
+    calls alike, see :func:`around`). So a call that succeeds pays for one clock read.
+    """
 
     def __init__(
         self,
@@ -445,14 +450,35 @@ class Retry(Layer):
         self.clock = clock
         self.log = log
 
-    def steps(self, message: Any, subscription: Subscription) -> Steps:
+    def __call__(self, call: Call, subscription: Subscription) -> Call:
+        retry_on, clock = self.retry_on, self.clock
+        if is_async_callable(call):
+
+            async def first_attempt_async(message: object) -> object:
+                started = (clock or current_clock()).now()
+                try:
+                    return await call(message)
+                except retry_on as error:
+                    later = self.retries(message, subscription, error, started)
+                    return await _drive_async(later, call, message)
+
+            return first_attempt_async
+
+        def first_attempt(message: object) -> object:
+            started = (clock or current_clock()).now()
+            try:
+                return call(message)
+            except retry_on as error:
+                return _drive(self.retries(message, subscription, error, started), call, message)
+
+        return first_attempt
+
+    def retries(
+        self, message: Any, subscription: Subscription, error: Exception, started: float
+    ) -> Steps:
+        """The attempts after the first one failed with ``error``: wait, call, and again."""
         clock = self.clock or current_clock()
-        started = clock.now()
-        try:
-            return (yield NEXT)
-        except self.retry_on as first_error:
-            error: Exception = first_error
-        attempts = _Attempts(self, subscription, message)  # the slow path: it failed once
+        attempts = _Attempts(self, subscription, message)
         while True:
             wait = attempts.failed(error, started, clock.now())
             if wait is None:
