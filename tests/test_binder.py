@@ -19,20 +19,17 @@ import venv
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
-IN_CI = os.environ.get("CI") == "true"
 
 
 def require_binary(name: str, install: str) -> str:
     """The path of a program the test needs; a skip saying how to install it (a failure in CI)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed: {install}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} is not installed: {install}", "check the Binder launch")
     return path
 
 
