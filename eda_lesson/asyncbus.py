@@ -167,16 +167,18 @@ class AsyncEventBus(BaseBus):
         handlers, and nothing needs awaiting.
         """
         sender = self._sender.get()
-        if sender is None or sender.cascade.finished:
+        cascade = sender.cascade if isinstance(sender, _Sender) else sender
+        if cascade is None or cascade.finished:
             return self._run(message)
         message = checked_message(message)
-        if isinstance(sender, DispatchResult):  # sequential: the handler running now sent it
-            sender.dispatched_by_handler(message)
-        elif not sender.settled:
-            sender.inbox.append(message)
-        else:
-            self._join_late(sender.cascade, sender.cause, message)
-        return _Queued(sender.cascade)
+        if isinstance(sender, _Sender):  # one concurrent call (or a task it started) sent it
+            if sender.settled:
+                self._join_late(cascade, sender.cause, message)
+            else:
+                sender.inbox.append(message)
+        else:  # sequential: the handler running now sent it
+            cascade.dispatched_by_handler(message)
+        return _Queued(cascade)
 
     async def _run(self, message: object) -> DispatchResult:
         try:

@@ -210,11 +210,6 @@ class DispatchResult:
         return self.message
 
     @property
-    def cascade(self) -> DispatchResult:
-        """Itself: what an async handler's context points at is a cascade or a call of one."""
-        return self
-
-    @property
     def ok(self) -> bool:
         """True when no handler failed."""
         return not self.errors
