@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from eda_lesson.asyncbus import AsyncEventBus
+from eda_lesson.core.asyncbus import AsyncEventBus
 
 
 @dataclass(frozen=True)

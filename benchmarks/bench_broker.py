@@ -12,7 +12,7 @@ folder (no persistence) and stops it at the end. N events (10,000 by default), e
 * **our worker**: XAUTOCLAIM, XREADGROUP, the registry decodes each entry, the processed-ids
   check, the bus dispatches it to a handler, then marks and XACK in one MULTI per batch;
 * **end to end**: the relay publishing while worker processes (``python -m
-  eda_lesson.worker``) consume, timed until every event is marked processed; with 1, 2
+  eda_lesson.transport.worker``) consume, timed until every event is marked processed; with 1, 2
   and 4 workers, and once in one process (relay, then worker) like the raw case.
 
 Batches are the same size everywhere (1,000 by default). The table gives the median events
@@ -40,13 +40,19 @@ from pathlib import Path
 
 import redis
 
-from eda_lesson.bus import EventBus
-from eda_lesson.outbox import Outbox, Relay
-from eda_lesson.redis_streams import Fields, StreamKeys, StreamPublisher, connect, entry_fields
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import LineItem, OrderCreated
-from eda_lesson.store import SQLiteEventStore
-from eda_lesson.worker import Worker
+from eda_lesson import EventBus
+from eda_lesson.patterns.outbox import Outbox, Relay
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import LineItem, OrderCreated
+from eda_lesson.transport.redis_streams import (
+    Fields,
+    StreamKeys,
+    StreamPublisher,
+    connect,
+    entry_fields,
+)
+from eda_lesson.transport.worker import Worker
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = EventRegistry.of(OrderCreated)
@@ -264,7 +270,7 @@ def _start_worker(setup: Setup, stream: str, name: str) -> subprocess.Popen[byte
         [
             sys.executable,
             "-m",
-            "eda_lesson.worker",
+            "eda_lesson.transport.worker",
             "--handlers",
             "bench_broker:register",
             "--stream",

@@ -33,10 +33,11 @@ matplotlib.use("Agg")  # the peer draws through pyplot's helpers; keep them head
 from matplotlib.figure import Figure
 
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.drawing import draw_flow, figure_to_png
-from eda_lesson.graphs import flow_graph
-from eda_lesson.shop import OrderEvent, OrderPaid, OrderShipped, Shop
-from eda_lesson.widgets import DispatchExplorer
+from eda_lesson.shop.events import OrderEvent, OrderPaid, OrderShipped
+from eda_lesson.shop.services import Shop
+from eda_lesson.views.dispatch import DispatchExplorer
+from eda_lesson.views.flow import draw_flow, figure_to_png
+from eda_lesson.views.graphs import flow_graph
 
 BUDGET_MS = 100.0
 

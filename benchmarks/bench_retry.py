@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from timing import measure, parse_arguments, print_setting
 
 from eda_lesson import EventBus, Middleware
-from eda_lesson.clock import VirtualClock
-from eda_lesson.messages import Message, SequentialIds, use_ids
-from eda_lesson.middleware import (
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.messages import Message, SequentialIds, use_ids
+from eda_lesson.core.middleware import (
     DeadLetterStore,
     Retry,
     correlate,

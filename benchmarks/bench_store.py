@@ -34,10 +34,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from eda_lesson.aggregate import Aggregate, applies
-from eda_lesson.projections import Projection, when
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.store import EventStore, InMemoryEventStore, SQLiteEventStore
+from eda_lesson.patterns.aggregate import Aggregate
+from eda_lesson.patterns.event_methods import applies
+from eda_lesson.patterns.projections import Projection
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore
 
 BATCH = 100
 WORKLOADS = ("append one by one", "append in batches", "replay", "read all")
@@ -73,7 +74,7 @@ class TotalCounted(Projection):
         super().reset()
         self.total = 0
 
-    @when(Counted)
+    @applies(Counted)
     def _counted(self, event: Counted) -> None:
         self.total += event.amount
 

@@ -4,10 +4,10 @@
 networkx and ipywidgets only when you use them.
 """
 
-from eda_lesson.bus import BaseBus, EventBus, Handler, Middleware, Subscription
-from eda_lesson.checks import handler_name
-from eda_lesson.messages import Command, Event
-from eda_lesson.result import (
+from eda_lesson.core.bus import BaseBus, EventBus, Handler, Middleware, Subscription
+from eda_lesson.core.checks import handler_name
+from eda_lesson.core.messages import Command, Event
+from eda_lesson.core.result import (
     CascadeLimitError,
     DispatchResult,
     EventRecord,

@@ -1,6 +1,6 @@
 """The shop's handlers as a worker process runs them (notebook 09)::
 
-    python -m eda_lesson.worker --handlers shop_worker:register --stream ... --group ...
+    python -m eda_lesson.transport.worker --handlers shop_worker:register --stream ... --group ...
 
 ``register(bus)`` does what chapter 02 did in a notebook: ``Shop(...).register(bus)``, the
 same handler methods, unchanged. One thing is different: the mailer. In one process the
@@ -21,10 +21,10 @@ import os
 import sqlite3
 import time
 
-from eda_lesson.aggregate import order_registry
-from eda_lesson.bus import EventBus
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import Mailer, Shop
+from eda_lesson import EventBus
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.shop.order import order_registry
+from eda_lesson.shop.services import Mailer, Shop
 
 
 def register(bus: EventBus) -> EventRegistry:

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eda_lesson.aggregate import Aggregate, DomainError, Order, applies, order_registry
-from eda_lesson.shop import (
+from eda_lesson.patterns.aggregate import Aggregate, DomainError
+from eda_lesson.patterns.event_methods import applies
+from eda_lesson.shop.events import (
     LineItem,
     OrderCancelled,
     OrderCreated,
@@ -17,6 +18,7 @@ from eda_lesson.shop import (
     OrderPaid,
     OrderShipped,
 )
+from eda_lesson.shop.order import Order, order_registry
 
 
 def paid_order() -> Order:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from eda_lesson import Command, Event, EventBus
-from eda_lesson.result import UnhandledCommandError
-from eda_lesson.state_unit_of_work import StateUnitOfWork, TrackingRepository
+from eda_lesson import Command, Event, EventBus, UnhandledCommandError
+from eda_lesson.patterns.state_unit_of_work import StateUnitOfWork, TrackingRepository
 
 # ---------------------------------------------------------------------- messages
 

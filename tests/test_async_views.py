@@ -1,4 +1,4 @@
-"""Pictures of handlers in time (eda_lesson.async_views): sequential and concurrent runs on
+"""Pictures of handlers in time (eda_lesson.views.concurrency): sequential and concurrent runs on
 one axis, backpressure, and the concurrency lab; drawn headless from real async dispatches
 on virtual clocks, with warnings as errors."""
 
@@ -15,11 +15,16 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.async_views import ConcurrencyLab, draw_backpressure, draw_timelines, finish_time
-from eda_lesson.asyncbus import AsyncEventBus, Concurrency, EventQueue
-from eda_lesson.clock import VirtualClock
-from eda_lesson.drawing import figure_to_png
-from eda_lesson.shop import OrderPaid
+from eda_lesson.core.asyncbus import AsyncEventBus, Concurrency, EventQueue
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.shop.events import OrderPaid
+from eda_lesson.views.concurrency import (
+    ConcurrencyLab,
+    draw_backpressure,
+    draw_timelines,
+    finish_time,
+)
+from eda_lesson.views.flow import figure_to_png
 
 pytestmark = pytest.mark.filterwarnings("error")
 

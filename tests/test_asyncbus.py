@@ -12,17 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eda_lesson import CascadeLimitError, DispatchResult, EventBus
-from eda_lesson.asyncbus import (
+from eda_lesson import BaseBus, CascadeLimitError, DispatchResult, EventBus
+from eda_lesson.core.asyncbus import (
     AsyncEventBus,
     Concurrency,
     EventQueue,
     HandlerCancelledError,
     partial_result,
 )
-from eda_lesson.bus import BaseBus
-from eda_lesson.clock import VirtualClock
-from eda_lesson.middleware import (
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.middleware import (
     DeadLetterStore,
     RetriesExhaustedError,
     dead_letters,
@@ -31,7 +30,8 @@ from eda_lesson.middleware import (
     retry,
     timeout,
 )
-from eda_lesson.shop import OrderCreated, OrderPaid, Shop
+from eda_lesson.shop.events import OrderCreated, OrderPaid
+from eda_lesson.shop.services import Shop
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 between publishing and marking, Redis killed and restarted, poison messages.
 
 Everything is real: a redis-server on a free port of 127.0.0.1, worker processes started as
-``python -m eda_lesson.worker --handlers test_broker_reliability:register``, the outbox in a
-SQLite file. The handlers below record what they do in a SQLite file shared by every process:
+``python -m eda_lesson.transport.worker --handlers test_broker_reliability:register``, the
+outbox in a SQLite file. The handlers below record what they do in a SQLite file shared by every
+process:
 ``calls`` gets a row per handler call, ``confirmations`` a row per order, written with
 ``INSERT OR IGNORE`` (an idempotent effect keyed by the order). So the tests can tell apart
 "a handler ran twice" (allowed: delivery is at least once) from "an order was confirmed
@@ -28,9 +29,12 @@ import pytest
 import redis
 from redis_server import RedisServer, running_redis
 
-from eda_lesson.bus import EventBus
-from eda_lesson.outbox import Outbox, Relay
-from eda_lesson.redis_streams import (
+from eda_lesson import EventBus
+from eda_lesson.patterns.outbox import Outbox, Relay
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import OrderCancelled, OrderCreated
+from eda_lesson.transport.redis_streams import (
     StreamPublisher,
     connect,
     processed_by,
@@ -38,9 +42,6 @@ from eda_lesson.redis_streams import (
     read_journal,
     stream_status,
 )
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderCancelled, OrderCreated
-from eda_lesson.store import SQLiteEventStore
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,7 @@ class Workers:
             **env,
         }
         command = [
-            sys.executable, "-m", "eda_lesson.worker",
+            sys.executable, "-m", "eda_lesson.transport.worker",
             "--handlers", "test_broker_reliability:register",
             "--stream", STREAM, "--group", GROUP, "--consumer", name,
             "--redis-url", self.server.url, "--block-ms", "100", *options,
@@ -266,10 +267,10 @@ def test_a_worker_sigkilled_mid_batch_loses_nothing_and_every_order_is_confirmed
 _RELAY_UNTIL_MARK = """
 import sys, time
 from pathlib import Path
-from eda_lesson.aggregate import order_registry
-from eda_lesson.outbox import Outbox, Relay
-from eda_lesson.redis_streams import StreamPublisher, connect
-from eda_lesson.store import SQLiteEventStore
+from eda_lesson.shop.order import order_registry
+from eda_lesson.patterns.outbox import Outbox, Relay
+from eda_lesson.transport.redis_streams import StreamPublisher, connect
+from eda_lesson.patterns.store import SQLiteEventStore
 
 def stop_dead(batch):
     Path(sys.argv[3]).touch()

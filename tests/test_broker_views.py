@@ -12,17 +12,8 @@ import pytest
 import redis
 from redis_server import RedisServer, running_redis
 
-from eda_lesson.aggregate import Order, order_registry
-from eda_lesson.broker_views import (
-    DeliveryExplorer,
-    draw_deliveries,
-    draw_dual_write,
-    draw_outbox,
-    pending_deliveries,
-)
-from eda_lesson.bus import EventBus
-from eda_lesson.drawing import figure_to_png
-from eda_lesson.outbox import (
+from eda_lesson import EventBus
+from eda_lesson.patterns.outbox import (
     BusPublisher,
     DualWriteUnitOfWork,
     Outbox,
@@ -31,11 +22,21 @@ from eda_lesson.outbox import (
     SimulatedCrash,
     simulate_crash,
 )
-from eda_lesson.redis_streams import Delivery, StreamConsumer, StreamPublisher, connect
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderCancelled, OrderCreated, Shop
-from eda_lesson.store import SQLiteEventStore
-from eda_lesson.unit_of_work import UnitOfWork
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.patterns.unit_of_work import UnitOfWork
+from eda_lesson.shop.events import OrderCancelled, OrderCreated
+from eda_lesson.shop.order import Order, order_registry
+from eda_lesson.shop.services import Shop
+from eda_lesson.transport.redis_streams import Delivery, StreamConsumer, StreamPublisher, connect
+from eda_lesson.views.broker import (
+    DeliveryExplorer,
+    draw_deliveries,
+    draw_dual_write,
+    draw_outbox,
+    pending_deliveries,
+)
+from eda_lesson.views.flow import figure_to_png
 
 REGISTRY = EventRegistry.of(OrderCreated, OrderCancelled)
 
@@ -58,7 +59,7 @@ def texts(figure: object) -> list[str]:
 
 def _crashed(uow: UnitOfWork) -> UnitOfWork:
     with uow:
-        uow.orders.add(Order.create("o-1", "c-7", 12.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 12.0))
         with pytest.raises(SimulatedCrash):
             uow.commit()
     return uow
@@ -107,7 +108,7 @@ def test_outbox_picture_shows_sent_and_waiting_rows_and_where_the_relay_reads(
     outbox = Outbox(store, id_prefix="evt-")
     for number in range(1, 5):
         with OutboxUnitOfWork(store, outbox) as uow:
-            uow.orders.add(Order.create(f"o-{number}", "c-7", 12.0))
+            uow.repository(Order).add(Order.create(f"o-{number}", "c-7", 12.0))
             uow.commit()
     bus = EventBus()
     Shop().register(bus)

@@ -44,8 +44,9 @@ CHROMIUM_FLAGS = [
 ]
 NOTEBOOK_CELLS = [
     "from eda_lesson import EventBus\n"
-    "from eda_lesson.shop import OrderCancelled, OrderPaid, Shop\n"
-    "from eda_lesson.widgets import DispatchExplorer\n"
+    "from eda_lesson.shop.events import OrderCancelled, OrderPaid\n"
+    "from eda_lesson.shop.services import Shop\n"
+    "from eda_lesson.views.dispatch import DispatchExplorer\n"
     "bus, shop = EventBus(), Shop()\n"
     "shop.register(bus)",
     "explorer = DispatchExplorer(\n"

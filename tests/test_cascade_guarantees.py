@@ -20,11 +20,18 @@ from typing import Any
 
 import pytest
 
-from eda_lesson import CascadeLimitError, Command, EventBus, UnhandledCommandError
-from eda_lesson.asyncbus import AsyncEventBus
-from eda_lesson.bus import PLAN_CACHE_SIZE, BaseBus, Subscription, require_sync_bus
-from eda_lesson.clock import VirtualClock
-from eda_lesson.middleware import (
+from eda_lesson import (
+    BaseBus,
+    CascadeLimitError,
+    Command,
+    EventBus,
+    Subscription,
+    UnhandledCommandError,
+)
+from eda_lesson.core.asyncbus import AsyncEventBus
+from eda_lesson.core.bus import PLAN_CACHE_SIZE, require_sync_bus
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.middleware import (
     NEXT,
     DeadLetterStore,
     RetriesExhaustedError,
@@ -36,10 +43,10 @@ from eda_lesson.middleware import (
     idempotent,
     retry,
 )
-from eda_lesson.outbox import BusPublisher
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.store import InMemoryEventStore
-from eda_lesson.unit_of_work import UnitOfWork
+from eda_lesson.patterns.outbox import BusPublisher
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import InMemoryEventStore
+from eda_lesson.patterns.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def test_parts_that_read_the_result_at_once_refuse_an_async_bus_at_construction(
 
 def test_the_stream_consumer_refuses_an_async_bus_before_touching_redis() -> None:
     redis = pytest.importorskip("redis")
-    from eda_lesson.redis_streams import StreamConsumer
+    from eda_lesson.transport.redis_streams import StreamConsumer
 
     client = redis.Redis(host="127.0.0.1", port=1, decode_responses=True)  # never connected
     with pytest.raises(TypeError, match="StreamConsumer dispatches and reads the result"):
@@ -100,10 +107,10 @@ def test_mypy_flags_an_async_bus_where_a_sync_one_is_needed(tmp_path: Path) -> N
     source.write_text(
         textwrap.dedent(
             """
-            from eda_lesson.asyncbus import AsyncEventBus
-            from eda_lesson.bus import BaseBus, EventBus
-            from eda_lesson.store import InMemoryEventStore
-            from eda_lesson.unit_of_work import UnitOfWork
+            from eda_lesson.core.asyncbus import AsyncEventBus
+            from eda_lesson import BaseBus, EventBus
+            from eda_lesson.patterns.store import InMemoryEventStore
+            from eda_lesson.patterns.unit_of_work import UnitOfWork
 
             UnitOfWork(InMemoryEventStore(), AsyncEventBus())
             either: BaseBus = AsyncEventBus()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eda_lesson.clock import SystemClock, VirtualClock, current_clock
+from eda_lesson.core.clock import SystemClock, VirtualClock, current_clock
 
 
 def test_virtual_clock_starts_where_told_and_stands_still_until_slept_on() -> None:

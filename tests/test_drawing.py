@@ -1,4 +1,4 @@
-"""Drawings of a dispatch and of registrations (eda_lesson.drawing), rendered headless."""
+"""Drawings of a dispatch and of registrations (eda_lesson.views.flow), rendered headless."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from eda_lesson import Command, DispatchResult, EventBus, handler_name
-from eda_lesson.aggregate import Order
-from eda_lesson.book import CHAPTERS, Chapter
-from eda_lesson.drawing import (
+from eda_lesson.book.chapters import CHAPTERS, Chapter
+from eda_lesson.patterns.store import ConcurrencyError, InMemoryEventStore
+from eda_lesson.patterns.unit_of_work import PublishBeforeCommitUnitOfWork, UnitOfWork
+from eda_lesson.shop.events import OrderEvent, OrderPaid, ShipmentRequested
+from eda_lesson.shop.order import Order
+from eda_lesson.shop.services import Shop
+from eda_lesson.views.flow import (
     NotebookFigure,
     OrderedCall,
     calls_in_order,
@@ -34,10 +38,7 @@ from eda_lesson.drawing import (
     figure_to_png,
     flow_layout,
 )
-from eda_lesson.graphs import COLOURS, flow_graph
-from eda_lesson.shop import OrderEvent, OrderPaid, ShipmentRequested, Shop
-from eda_lesson.store import ConcurrencyError, InMemoryEventStore
-from eda_lesson.unit_of_work import PublishBeforeCommitUnitOfWork, UnitOfWork
+from eda_lesson.views.graphs import COLOURS, flow_graph
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -238,8 +239,8 @@ def test_drawing_neither_imports_pyplot_nor_leaves_figures_open() -> None:
     code = (
         "import sys\n"
         "from eda_lesson import EventBus\n"
-        "from eda_lesson.shop import Shop, OrderPaid\n"
-        "from eda_lesson.drawing import draw_flow, figure_to_png\n"
+        "from eda_lesson.shop.events import OrderPaid\nfrom eda_lesson.shop.services import Shop\n"
+        "from eda_lesson.views.flow import draw_flow, figure_to_png\n"
         "bus = EventBus(); Shop().register(bus)\n"
         "figure_to_png(draw_flow(bus.dispatch(OrderPaid('o-1')), upto=2))\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
@@ -549,7 +550,7 @@ def shop_store() -> tuple[InMemoryEventStore, EventBus]:
     store, bus = InMemoryEventStore(), EventBus()
     Shop().register(bus)
     with UnitOfWork(store, bus) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
         uow.commit()
     return store, bus
 
@@ -565,7 +566,7 @@ def middle_x(artist: Any) -> float:
 def test_a_command_is_drawn_in_the_lanes_of_aggregate_store_and_bus_in_order() -> None:
     store, bus = shop_store()
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get("o-1").pay()
+        uow.repository(Order).get("o-1").pay()
         results = uow.commit()
     with no_warnings():
         figure = draw_unit_of_work(uow, results, command="order.pay()")
@@ -598,8 +599,8 @@ def test_a_command_is_drawn_in_the_lanes_of_aggregate_store_and_bus_in_order() -
 def test_publishing_before_commit_is_drawn_with_the_handlers_above_the_conflict() -> None:
     store, bus = shop_store()
     clerk, customer = UnitOfWork(store, bus), PublishBeforeCommitUnitOfWork(store, bus)
-    clerk.orders.get("o-1").cancel("out of stock")
-    customer.orders.get("o-1").pay()
+    clerk.repository(Order).get("o-1").cancel("out of stock")
+    customer.repository(Order).get("o-1").pay()
     clerk.commit()
     with pytest.raises(ConcurrencyError):
         customer.commit()
@@ -616,9 +617,9 @@ def test_publishing_before_commit_is_drawn_with_the_handlers_above_the_conflict(
 def test_a_refused_commit_publishes_nothing_and_shows_the_discard() -> None:
     store, bus = shop_store()
     clerk = UnitOfWork(store, bus)
-    clerk.orders.get("o-1").cancel("out of stock")
+    clerk.repository(Order).get("o-1").cancel("out of stock")
     with pytest.raises(ConcurrencyError), UnitOfWork(store, bus) as customer:
-        customer.orders.get("o-1").pay()
+        customer.repository(Order).get("o-1").pay()
         clerk.commit()
         customer.commit()
     drawn = artists(draw_unit_of_work(customer))
@@ -636,7 +637,7 @@ def test_a_handler_failure_after_the_commit_colours_the_handler_calls_red() -> N
     store, bus = shop_store()
     bus.register(OrderPaid, send_receipt)  # raises ConnectionError
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get("o-1").pay()
+        uow.repository(Order).get("o-1").pay()
         results = uow.commit()
     drawn = artists(draw_unit_of_work(uow, results))
     assert label(drawn, "work-4").startswith("6 handler calls, 1 failed\n")

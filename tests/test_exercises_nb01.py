@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from eda_lesson.exercises import nb01 as check
-from eda_lesson.exercises.nb01 import Cart
-from eda_lesson.shop import OrderCreated, OrderEvent
+from eda_lesson.book.exercises import nb01 as check
+from eda_lesson.book.exercises.nb01 import Cart
+from eda_lesson.shop.events import OrderCreated, OrderEvent
 
 # ---------------------------------------------------------------------- exercise 1
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from eda_lesson import EventBus
-from eda_lesson.exercises import nb02 as check
-from eda_lesson.shop import (
+from eda_lesson.book.exercises import nb02 as check
+from eda_lesson.shop.events import (
     OrderCancelled,
     OrderCreated,
     OrderEvent,
     OrderPaid,
     OrderShipped,
     ShipmentRequested,
-    Shop,
 )
+from eda_lesson.shop.services import Shop
 
 # ---------------------------------------------------------------------- exercise 1
 

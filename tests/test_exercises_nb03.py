@@ -10,11 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eda_lesson import EventBus, Handler, handler_name
-from eda_lesson.exercises import Feedback
-from eda_lesson.exercises import nb03 as check
-from eda_lesson.result import DispatchResult
-from eda_lesson.shop import OrderPaid, OrderShipped, ShipmentRequested
+from eda_lesson import DispatchResult, EventBus, Handler, handler_name
+from eda_lesson.book.exercises import Feedback
+from eda_lesson.book.exercises import nb03 as check
+from eda_lesson.shop.events import OrderPaid, OrderShipped, ShipmentRequested
 
 
 def not_yet(feedback: Feedback, *words: str) -> None:

@@ -4,13 +4,15 @@ plausible wrong answer, saying what is wrong, and passes on the published soluti
 from __future__ import annotations
 
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.aggregate import DomainError, Order, applies
-from eda_lesson.exercises import Feedback
-from eda_lesson.exercises import nb04 as check
-from eda_lesson.exercises.nb04 import OrderReturned
-from eda_lesson.shop import OrderCancelled
-from eda_lesson.store import ConcurrencyError, EventStore
-from eda_lesson.unit_of_work import UnitOfWork
+from eda_lesson.book.exercises import Feedback
+from eda_lesson.book.exercises import nb04 as check
+from eda_lesson.book.exercises.nb04 import OrderReturned
+from eda_lesson.patterns.aggregate import DomainError
+from eda_lesson.patterns.event_methods import applies
+from eda_lesson.patterns.store import ConcurrencyError, EventStore
+from eda_lesson.patterns.unit_of_work import UnitOfWork
+from eda_lesson.shop.events import OrderCancelled
+from eda_lesson.shop.order import Order
 
 
 def not_yet(feedback: Feedback, *words: str) -> None:
@@ -185,7 +187,7 @@ def cancel_order_without_commit(
     store: EventStore, bus: EventBus, order_id: str, reason: str
 ) -> list[DispatchResult]:
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get(order_id).cancel(reason)
+        uow.repository(Order).get(order_id).cancel(reason)
     return []
 
 
@@ -194,7 +196,7 @@ def cancel_order_hiding_refusals(
 ) -> list[DispatchResult]:
     try:
         with UnitOfWork(store, bus) as uow:
-            uow.orders.get(order_id).cancel(reason)
+            uow.repository(Order).get(order_id).cancel(reason)
             return uow.commit()
     except DomainError:
         return []
@@ -204,7 +206,7 @@ def cancel_order(
     store: EventStore, bus: EventBus, order_id: str, reason: str
 ) -> list[DispatchResult]:
     with UnitOfWork(store, bus) as uow:
-        order = uow.orders.get(order_id)
+        order = uow.repository(Order).get(order_id)
         order.cancel(reason)
         return uow.commit()
 

@@ -9,11 +9,18 @@ from typing import Any
 import pytest
 
 from eda_lesson import EventBus
-from eda_lesson.clock import VirtualClock
-from eda_lesson.exercises import nb05 as check
-from eda_lesson.messages import Message
-from eda_lesson.middleware import DeadLetterStore, Replayed, exponential, fixed, idempotent, retry
-from eda_lesson.shop import Shop
+from eda_lesson.book.exercises import nb05 as check
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.messages import Message
+from eda_lesson.core.middleware import (
+    DeadLetterStore,
+    Replayed,
+    exponential,
+    fixed,
+    idempotent,
+    retry,
+)
+from eda_lesson.shop.services import Shop
 
 pytestmark = pytest.mark.filterwarnings("error")
 

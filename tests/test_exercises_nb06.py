@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from eda_lesson.asyncbus import AsyncEventBus, EventQueue, partial_result
-from eda_lesson.clock import current_clock
-from eda_lesson.exercises import nb06 as check
-from eda_lesson.result import DispatchResult
-from eda_lesson.shop import OrderPaid
+from eda_lesson import DispatchResult
+from eda_lesson.book.exercises import nb06 as check
+from eda_lesson.core.asyncbus import AsyncEventBus, EventQueue, partial_result
+from eda_lesson.core.clock import current_clock
+from eda_lesson.shop.events import OrderPaid
 
 pytestmark = pytest.mark.filterwarnings("error")
 

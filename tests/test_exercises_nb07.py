@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.exercises import Feedback
-from eda_lesson.exercises import nb07 as check
-from eda_lesson.projections import Projection, when
-from eda_lesson.shop import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
-from eda_lesson.store import ConcurrencyError, EventStore
-from eda_lesson.unit_of_work import UnitOfWork
+from eda_lesson.book.exercises import Feedback
+from eda_lesson.book.exercises import nb07 as check
+from eda_lesson.patterns.event_methods import applies
+from eda_lesson.patterns.projections import Projection
+from eda_lesson.patterns.store import ConcurrencyError, EventStore
+from eda_lesson.patterns.unit_of_work import UnitOfWork
+from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
+from eda_lesson.shop.order import Order
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -93,7 +95,7 @@ def test_ex1_passes_on_the_solution() -> None:
 
 def cancel_stub(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get(order_id).cancel(reason)
+        uow.repository(Order).get(order_id).cancel(reason)
         return uow.commit()
 
 
@@ -101,7 +103,7 @@ def cancel_retrying_the_save_only(
     store: EventStore, bus: EventBus, order_id: str, reason: str
 ) -> Any:
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get(order_id).cancel(reason)
+        uow.repository(Order).get(order_id).cancel(reason)
         for attempt in range(3):
             try:
                 return uow.commit()
@@ -134,7 +136,7 @@ def cancel_with_retry(
     for attempt in range(1, attempts + 1):
         try:
             with UnitOfWork(store, bus) as uow:
-                uow.orders.get(order_id).cancel(reason)
+                uow.repository(Order).get(order_id).cancel(reason)
                 return uow.commit()
         except ConcurrencyError:
             if attempt == attempts:
@@ -186,7 +188,7 @@ class CountsInInit(Projection):
         self.orders: dict[str, int] = {}
         super().__init__()
 
-    @when(OrderCreated)
+    @applies(OrderCreated)
     def _created(self, event: OrderCreated) -> None:
         self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
 
@@ -196,7 +198,7 @@ class CountsEveryEvent(Projection):
         super().reset()
         self.orders: dict[str, int] = {}
 
-    @when(OrderCreated, OrderPaid)
+    @applies(OrderCreated, OrderPaid)
     def _any(self, event: Any) -> None:
         customer = getattr(event, "customer_id", "c-7")
         self.orders[customer] = self.orders.get(customer, 0) + 1
@@ -209,13 +211,13 @@ class OrdersPerCustomer(Projection):
         super().reset()
         self.orders: dict[str, int] = {}
 
-    @when(OrderCreated)
+    @applies(OrderCreated)
     def _created(self, event: OrderCreated) -> None:
         self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
 
 
 def test_ex3_fails_on_the_stub_which_counts_nothing() -> None:
-    not_yet(check.ex3(StubProjection), "orders is {}", "@when(OrderCreated)")
+    not_yet(check.ex3(StubProjection), "orders is {}", "@applies(OrderCreated)")
 
 
 def test_ex3_fails_when_the_read_model_is_kept_out_of_reset() -> None:

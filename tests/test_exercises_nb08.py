@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from eda_lesson.exercises import Feedback
-from eda_lesson.exercises import nb08 as check
-from eda_lesson.saga import (
+from eda_lesson.book.exercises import Feedback
+from eda_lesson.book.exercises import nb08 as check
+from eda_lesson.patterns.saga import StateMachine
+from eda_lesson.patterns.store import EventStore
+from eda_lesson.shop.fulfilment import (
     ChoreographedFulfilment,
     FulfilmentSaga,
     PaymentFailed,
-    StateMachine,
     StockReleased,
 )
-from eda_lesson.store import EventStore
 
 pytestmark = pytest.mark.filterwarnings("error")
 

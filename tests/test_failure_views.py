@@ -1,4 +1,4 @@
-"""Pictures of retries and dead letters, and the failure lab (eda_lesson.failure_views),
+"""Pictures of retries and dead letters, and the failure lab (eda_lesson.views.failures),
 drawn headless from real retries on virtual clocks, with warnings as errors."""
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from eda_lesson import EventBus
-from eda_lesson.clock import VirtualClock
-from eda_lesson.drawing import figure_to_png
-from eda_lesson.failure_views import (
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.middleware import (
+    DeadLetterStore,
+    RetryLog,
+    dead_letters,
+    exponential,
+    fixed,
+    retry,
+)
+from eda_lesson.shop.events import OrderPaid
+from eda_lesson.views.failures import (
     AttemptRow,
     FailureLab,
     ServiceUnavailableError,
@@ -29,16 +37,8 @@ from eda_lesson.failure_views import (
     draw_dead_letters,
     event_label,
 )
-from eda_lesson.graphs import COLOURS
-from eda_lesson.middleware import (
-    DeadLetterStore,
-    RetryLog,
-    dead_letters,
-    exponential,
-    fixed,
-    retry,
-)
-from eda_lesson.shop import OrderPaid
+from eda_lesson.views.flow import figure_to_png
+from eda_lesson.views.graphs import COLOURS
 
 pytestmark = [
     pytest.mark.filterwarnings("error"),
@@ -427,7 +427,7 @@ def test_the_widget_shows_pictures_as_png_values_and_no_output_area(lab: Failure
 
 def test_importing_the_views_does_not_import_pyplot() -> None:
     code = (
-        "import sys, eda_lesson.failure_views, eda_lesson.async_views; "
+        "import sys, eda_lesson.views.failures, eda_lesson.views.concurrency; "
         "assert 'matplotlib.pyplot' not in sys.modules; "
         "import eda_lesson; assert eda_lesson"
     )
@@ -437,7 +437,7 @@ def test_importing_the_views_does_not_import_pyplot() -> None:
 def test_importing_eda_lesson_does_not_import_the_views() -> None:
     code = (
         "import sys, eda_lesson; "
-        "assert 'eda_lesson.failure_views' not in sys.modules; "
+        "assert 'eda_lesson.views.failures' not in sys.modules; "
         "assert 'ipywidgets' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Graphs and text exports of a bus and of a dispatch (eda_lesson.graphs)."""
+"""Graphs and text exports of a bus and of a dispatch (eda_lesson.views.graphs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eda_lesson import Command, DispatchResult, EventBus
-from eda_lesson.graphs import (
+from eda_lesson.shop.events import (
+    OrderCancelled,
+    OrderCreated,
+    OrderEvent,
+    OrderPaid,
+    OrderShipped,
+    ShipmentRequested,
+)
+from eda_lesson.shop.services import Shop
+from eda_lesson.views.graphs import (
     check_step,
     flow_graph,
     registration_graph,
@@ -22,15 +31,6 @@ from eda_lesson.graphs import (
     step_rows,
     step_table,
     to_mermaid,
-)
-from eda_lesson.shop import (
-    OrderCancelled,
-    OrderCreated,
-    OrderEvent,
-    OrderPaid,
-    OrderShipped,
-    ShipmentRequested,
-    Shop,
 )
 
 
@@ -461,7 +461,7 @@ def test_importing_eda_lesson_loads_no_graph_or_drawing_library() -> None:
         "import sys, eda_lesson\n"
         "heavy = ('networkx', 'matplotlib', 'ipywidgets')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
-        "import eda_lesson.graphs\n"
+        "import eda_lesson.views.graphs\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     run = subprocess.run(

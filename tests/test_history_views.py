@@ -1,4 +1,4 @@
-"""Pictures of event-sourced history and the time-travel explorer (eda_lesson.history_views),
+"""Pictures of event-sourced history and the time-travel explorer (eda_lesson.views.history),
 drawn headless from real stores, real aggregates and real projections."""
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ from matplotlib.patches import FancyBboxPatch
 from matplotlib.text import Text
 
 from eda_lesson import EventBus
-from eda_lesson.aggregate import Order, order_registry
-from eda_lesson.drawing import figure_to_png
-from eda_lesson.graphs import COLOURS
-from eda_lesson.history_views import (
+from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore
+from eda_lesson.patterns.unit_of_work import UnitOfWork
+from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, OrderPaid, OrderShipped
+from eda_lesson.shop.fulfilment import FulfilmentSaga, OrchestratedFulfilment
+from eda_lesson.shop.order import Order, order_registry
+from eda_lesson.shop.read_models import OrdersByStatus, RevenuePerCustomer
+from eda_lesson.views.flow import figure_to_png
+from eda_lesson.views.graphs import COLOURS
+from eda_lesson.views.history import (
     HistoryExplorer,
     draw_cqrs,
     draw_event_log,
@@ -27,11 +32,6 @@ from eda_lesson.history_views import (
     event_fields,
     state_of,
 )
-from eda_lesson.projections import OrdersByStatus, RevenuePerCustomer
-from eda_lesson.saga import FulfilmentSaga, OrchestratedFulfilment
-from eda_lesson.shop import LineItem, OrderCancelled, OrderCreated, OrderPaid, OrderShipped
-from eda_lesson.store import EventStore, InMemoryEventStore, SQLiteEventStore
-from eda_lesson.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -50,9 +50,9 @@ def fill(store: EventStore) -> EventStore:
     def run(order_id: str, command: Any = None, new: Order | None = None) -> None:
         with UnitOfWork(store, bus) as uow:
             if new is not None:
-                uow.orders.add(new)
+                uow.repository(Order).add(new)
             else:
-                command(uow.orders.get(order_id))
+                command(uow.repository(Order).get(order_id))
             uow.commit()
 
     run("o-1", new=Order.create("o-1", "c-7", 42.0))

@@ -23,15 +23,15 @@ import pytest
 from mermaid_cli import Rendering, render_all, rendered_edge_count, rendered_nodes
 
 from eda_lesson import Command, DispatchResult, EventBus
-from eda_lesson.graphs import COLOURS, flow_graph, shorten, to_mermaid
-from eda_lesson.shop import (
+from eda_lesson.shop.events import (
     OrderCancelled,
     OrderCreated,
     OrderPaid,
     OrderShipped,
     ShipmentRequested,
-    Shop,
 )
+from eda_lesson.shop.services import Shop
+from eda_lesson.views.graphs import COLOURS, flow_graph, shorten, to_mermaid
 
 pytestmark = pytest.mark.slow
 

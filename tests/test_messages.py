@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eda_lesson import EventBus
-from eda_lesson.asyncbus import AsyncEventBus
-from eda_lesson.clock import VirtualClock
-from eda_lesson.messages import (
+from eda_lesson.core.asyncbus import AsyncEventBus
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.messages import (
     Message,
     SequentialIds,
     caused_by,
@@ -27,7 +27,7 @@ from eda_lesson.messages import (
     set_ids,
     use_ids,
 )
-from eda_lesson.middleware import correlate
+from eda_lesson.core.middleware import correlate
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eda_lesson import EventBus
-from eda_lesson.checks import is_async_callable
-from eda_lesson.clock import VirtualClock
-from eda_lesson.messages import Message, SequentialIds, use_ids
-from eda_lesson.middleware import (
+from eda_lesson.core.checks import is_async_callable
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.messages import Message, SequentialIds, use_ids
+from eda_lesson.core.middleware import (
     Attempt,
     DeadLetterStore,
     RetriesExhaustedError,
@@ -29,7 +29,8 @@ from eda_lesson.middleware import (
     message_key,
     retry,
 )
-from eda_lesson.shop import OrderPaid, OrderShipped, ShipmentRequested, Shipping, Shop
+from eda_lesson.shop.events import OrderPaid, OrderShipped, ShipmentRequested
+from eda_lesson.shop.services import Shipping, Shop
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from eda_lesson.book import (
+from eda_lesson.book.chapters import (
     CHAPTERS,
     NAV_START,
     REPOSITORY,
@@ -68,7 +68,9 @@ def ids(paths: list[Path]) -> list[str]:
 def test_the_series_exists() -> None:
     assert PATHS, "no notebooks under notebooks/"
     names = {chapter.filename for chapter in CHAPTERS}
-    assert {p.name for p in PATHS} <= names, "notebook names must match eda_lesson.book.CHAPTERS"
+    assert {p.name for p in PATHS} <= names, (
+        "notebook names must match eda_lesson.book.chapters.CHAPTERS"
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))

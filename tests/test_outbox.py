@@ -18,9 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eda_lesson.aggregate import Order, order_registry
-from eda_lesson.bus import EventBus
-from eda_lesson.outbox import (
+from eda_lesson import EventBus
+from eda_lesson.patterns.outbox import (
     BusPublisher,
     DualWriteUnitOfWork,
     Outbox,
@@ -30,9 +29,11 @@ from eda_lesson.outbox import (
     SimulatedCrash,
     simulate_crash,
 )
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderCreated, OrderPaid, Shop
-from eda_lesson.store import ConcurrencyError, InMemoryEventStore, SQLiteEventStore
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import ConcurrencyError, InMemoryEventStore, SQLiteEventStore
+from eda_lesson.shop.events import OrderCreated, OrderPaid
+from eda_lesson.shop.order import Order, order_registry
+from eda_lesson.shop.services import Shop
 
 
 class ListPublisher:
@@ -103,9 +104,9 @@ def test_events_appended_before_the_outbox_was_attached_get_no_row(
 
 _APPEND_FOREVER = """
 import os, sys
-from eda_lesson.aggregate import order_registry
-from eda_lesson.shop import OrderCreated, OrderPaid
-from eda_lesson.store import SQLiteEventStore
+from eda_lesson.shop.order import order_registry
+from eda_lesson.shop.events import OrderCreated, OrderPaid
+from eda_lesson.patterns.store import SQLiteEventStore
 store = SQLiteEventStore(sys.argv[1], order_registry())
 number = 0
 while True:
@@ -139,7 +140,7 @@ def test_a_writer_killed_at_any_moment_leaves_events_and_outbox_rows_in_step(
 
 @dataclass(frozen=True)
 class Noted:
-    """An event carrying its own id, as eda_lesson.messages.Message events do."""
+    """An event carrying its own id, as eda_lesson.core.messages.Message events do."""
 
     note: str
     event_id: str = ""
@@ -336,7 +337,7 @@ def _shop_bus() -> tuple[EventBus, Shop]:
 def test_dual_write_saving_then_crashing_loses_the_event(store: SQLiteEventStore) -> None:
     bus, shop = _shop_bus()
     with DualWriteUnitOfWork(store, bus, between=simulate_crash) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
         with pytest.raises(SimulatedCrash):
             uow.commit()
     assert store.version("order-o-1") == 1, "the state was saved"
@@ -350,7 +351,7 @@ def test_dual_write_publishing_then_crashing_announces_what_was_never_saved(
 ) -> None:
     bus, shop = _shop_bus()
     with DualWriteUnitOfWork(store, bus, publish_first=True, between=simulate_crash) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
         with pytest.raises(SimulatedCrash):
             uow.commit()
     assert [mail.subject for mail in shop.mailer.sent] == ["Order o-1 confirmed"]
@@ -360,7 +361,7 @@ def test_dual_write_publishing_then_crashing_announces_what_was_never_saved(
 def test_dual_write_without_a_crash_saves_and_publishes(store: SQLiteEventStore) -> None:
     bus, shop = _shop_bus()
     with DualWriteUnitOfWork(store, bus) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
         uow.commit()
     assert store.version("order-o-1") == 1
     assert len(shop.mailer.sent) == 1
@@ -370,7 +371,7 @@ def test_the_outbox_unit_of_work_loses_nothing_when_the_process_dies_after_the_s
     store: SQLiteEventStore, outbox: Outbox
 ) -> None:
     with OutboxUnitOfWork(store, outbox, after_save=simulate_crash) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 42.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
         with pytest.raises(SimulatedCrash):
             uow.commit()
     assert [str(step) for step in uow.steps] == [

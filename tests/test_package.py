@@ -17,24 +17,28 @@ LIGHT = (
     "eda_lesson",
     "eda_lesson.shop",
     "eda_lesson.book",
-    "eda_lesson.clock",
-    "eda_lesson.messages",
-    "eda_lesson.middleware",
-    "eda_lesson.asyncbus",
-    "eda_lesson.serialization",
-    "eda_lesson.store",
-    "eda_lesson.aggregate",
-    "eda_lesson.unit_of_work",
-    "eda_lesson.projections",
-    "eda_lesson.saga",
-    "eda_lesson.checks",
-    "eda_lesson.state_unit_of_work",
-    "eda_lesson.outbox",
-    "eda_lesson.extras",
-    "eda_lesson.text",
+    "eda_lesson.core.clock",
+    "eda_lesson.core.messages",
+    "eda_lesson.core.middleware",
+    "eda_lesson.core.asyncbus",
+    "eda_lesson.patterns.serialization",
+    "eda_lesson.patterns.store",
+    "eda_lesson.patterns.aggregate",
+    "eda_lesson.patterns.unit_of_work",
+    "eda_lesson.patterns.projections",
+    "eda_lesson.patterns.saga",
+    "eda_lesson.core.checks",
+    "eda_lesson.patterns.state_unit_of_work",
+    "eda_lesson.patterns.outbox",
+    "eda_lesson.core.extras",
+    "eda_lesson.core.text",
 )
 
-BROKER_MODULES = ("eda_lesson.redis_streams", "eda_lesson.worker", "eda_lesson.broker_views")
+BROKER_MODULES = (
+    "eda_lesson.transport.redis_streams",
+    "eda_lesson.transport.worker",
+    "eda_lesson.views.broker",
+)
 
 
 def test_import_eda_lesson_does_not_load_drawing_libraries() -> None:
@@ -68,7 +72,7 @@ def test_every_broker_module_without_redis_says_which_extra_to_install() -> None
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert run.returncode != 0, module
         last = run.stderr.strip().splitlines()[-1]
-        assert last.startswith("eda_lesson.extras.MissingExtraError: "), (module, last)
+        assert last.startswith("eda_lesson.core.extras.MissingExtraError: "), (module, last)
         assert f"{module} needs the 'broker' extra" in last, last
         assert "pip install 'eda-lesson[broker]'" in last and "pip install -e '.[broker]'" in last
 
@@ -96,8 +100,8 @@ def test_the_plural_of_a_count_is_written_in_one_place() -> None:
             for line in path.read_text().splitlines()
         )
     ]
-    assert copies == [], f"use eda_lesson.text.plural instead of the copies in {copies}"
-    from eda_lesson.text import plural
+    assert copies == [], f"use eda_lesson.core.text.plural instead of the copies in {copies}"
+    from eda_lesson.core.text import plural
 
     assert (plural(1, "event"), plural(3, "event")) == ("1 event", "3 events")
     assert plural(2, "entry", "entries") == "2 entries" and plural(0, "call") == "0 calls"

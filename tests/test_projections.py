@@ -8,10 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eda_lesson.aggregate import DomainError, Order, order_registry
-from eda_lesson.projections import OrdersByStatus, Projection, RevenuePerCustomer, when
-from eda_lesson.shop import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
-from eda_lesson.store import EventStore, InMemoryEventStore, SQLiteEventStore, StoredEvent
+from eda_lesson.patterns.aggregate import DomainError
+from eda_lesson.patterns.event_methods import applies
+from eda_lesson.patterns.projections import Projection
+from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore, StoredEvent
+from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
+from eda_lesson.shop.order import Order, order_registry
+from eda_lesson.shop.read_models import OrdersByStatus, RevenuePerCustomer
 
 
 def shop_history(store: EventStore) -> None:
@@ -81,7 +84,7 @@ def test_a_projection_of_its_own_needs_only_reset_and_when() -> None:
             super().reset()
             self.count = 0
 
-        @when(OrderPaid, OrderCancelled)
+        @applies(OrderPaid, OrderCancelled)
         def _paid(self, event: OrderPaid | OrderCancelled) -> None:
             self.count += 1
 
@@ -150,8 +153,9 @@ def test_a_projection_method_for_a_base_class_hears_its_subclasses_nearest_first
     """The bus's rule: walk the event class's MRO; a projection takes the first method found."""
     from dataclasses import dataclass
 
-    from eda_lesson.projections import Projection, when
-    from eda_lesson.store import InMemoryEventStore
+    from eda_lesson.patterns.event_methods import applies
+    from eda_lesson.patterns.projections import Projection
+    from eda_lesson.patterns.store import InMemoryEventStore
 
     @dataclass(frozen=True)
     class Happened:
@@ -170,11 +174,11 @@ def test_a_projection_method_for_a_base_class_hears_its_subclasses_nearest_first
             super().reset()
             self.lines: list[str] = []
 
-        @when(Happened)
+        @applies(Happened)
         def anything(self, event: Happened) -> None:
             self.lines.append(f"happened {type(event).__name__}")
 
-        @when(Paid)
+        @applies(Paid)
         def paid(self, event: Paid) -> None:
             self.lines.append(f"paid {type(event).__name__}")
 
@@ -188,7 +192,8 @@ def test_a_projection_method_for_a_base_class_hears_its_subclasses_nearest_first
 def test_an_aggregate_applies_by_the_same_rule_nearest_base_first() -> None:
     from dataclasses import dataclass
 
-    from eda_lesson.aggregate import Aggregate, applies
+    from eda_lesson.patterns.aggregate import Aggregate
+    from eda_lesson.patterns.event_methods import applies
 
     @dataclass(frozen=True)
     class Changed:

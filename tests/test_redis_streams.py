@@ -11,10 +11,14 @@ import pytest
 import redis
 from redis_server import RedisServer, free_port, running_redis
 
-from eda_lesson.aggregate import order_registry
-from eda_lesson.bus import EventBus
-from eda_lesson.outbox import Outbox, Relay, SimulatedCrash, simulate_crash
-from eda_lesson.redis_streams import (
+from eda_lesson import EventBus
+from eda_lesson.patterns.outbox import Outbox, Relay, SimulatedCrash, simulate_crash
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, OrderPaid
+from eda_lesson.shop.order import order_registry
+from eda_lesson.shop.services import Shop
+from eda_lesson.transport.redis_streams import (
     DEFAULT_REDIS_URL,
     BatchReport,
     Delivery,
@@ -29,9 +33,6 @@ from eda_lesson.redis_streams import (
     redis_url,
     stream_status,
 )
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import LineItem, OrderCancelled, OrderCreated, OrderPaid, Shop
-from eda_lesson.store import SQLiteEventStore
 
 REGISTRY = EventRegistry.of(OrderCreated, OrderPaid, OrderCancelled)
 

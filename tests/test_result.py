@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from eda_lesson import EventBus
-from eda_lesson.shop import (
+from eda_lesson.shop.events import (
     LineItem,
     OrderCreated,
     OrderPaid,
     OrderShipped,
     ShipmentRequested,
-    Shop,
 )
+from eda_lesson.shop.services import Shop
 
 
 def shop_bus() -> tuple[EventBus, Shop]:

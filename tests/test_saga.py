@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from eda_lesson.saga import (
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import LineItem, OrderShipped
+from eda_lesson.shop.fulfilment import (
     FULFILMENT,
     ChoreographedFulfilment,
     FulfilmentAdvanced,
@@ -18,8 +20,6 @@ from eda_lesson.saga import (
     PaymentFailed,
     fulfilment_registry,
 )
-from eda_lesson.shop import LineItem, OrderShipped
-from eda_lesson.store import SQLiteEventStore
 
 BOOK = [LineItem("book", 1)]
 

@@ -1,4 +1,4 @@
-"""Pictures of a saga and the saga explorer (eda_lesson.saga_views), drawn headless from real
+"""Pictures of a saga and the saga explorer (eda_lesson.views.sagas), drawn headless from real
 fulfilment runs, orchestrated and choreographed."""
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from eda_lesson.drawing import figure_to_png
-from eda_lesson.graphs import COLOURS
-from eda_lesson.result import DispatchResult
-from eda_lesson.saga import (
+from eda_lesson import DispatchResult
+from eda_lesson.patterns.saga import StateMachine, Transition
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import LineItem
+from eda_lesson.shop.fulfilment import (
     FULFILMENT,
     ChoreographedFulfilment,
     OrchestratedFulfilment,
-    StateMachine,
-    Transition,
     fulfilment_registry,
 )
-from eda_lesson.saga_views import (
+from eda_lesson.views.flow import figure_to_png
+from eda_lesson.views.graphs import COLOURS
+from eda_lesson.views.sagas import (
     COMPENSATION,
     SagaExplorer,
     draw_saga_comparison,
@@ -35,8 +36,6 @@ from eda_lesson.saga_views import (
     state_machine_layout,
     world_at,
 )
-from eda_lesson.shop import LineItem
-from eda_lesson.store import SQLiteEventStore
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eda_lesson.serialization import (
+from eda_lesson.patterns.serialization import (
     EventFormatError,
     EventRegistry,
     FutureEventVersionError,
@@ -24,7 +24,7 @@ from eda_lesson.serialization import (
     UnknownEventTypeError,
     UnregisteredEventError,
 )
-from eda_lesson.shop import LineItem, OrderCancelled, OrderCreated, OrderPaid
+from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, OrderPaid
 
 
 class Currency(enum.Enum):
@@ -126,7 +126,8 @@ def test_a_name_taken_by_another_class_is_refused(registry: EventRegistry) -> No
     class OrderPaid:  # same name, different class
         order_id: str
 
-    with pytest.raises(ValueError, match=r"already registered for eda_lesson\.shop\.OrderPaid"):
+    taken = r"already registered for eda_lesson\.shop\.events\.OrderPaid"
+    with pytest.raises(ValueError, match=taken):
         registry.register(OrderPaid)
 
 
@@ -303,7 +304,7 @@ def test_upcast_alone_shows_the_payload_a_notebook_can_print() -> None:
 def test_repr_and_describe_are_short_and_stable(registry: EventRegistry) -> None:
     assert repr(registry) == "EventRegistry(3 event types)"
     assert registry.describe().splitlines()[1] == (
-        "  OrderCancelled v1: eda_lesson.shop.OrderCancelled"
+        "  OrderCancelled v1: eda_lesson.shop.events.OrderCancelled"
     )
 
 

@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 
 from eda_lesson import EventBus
-from eda_lesson.shop import (
-    Email,
-    Inventory,
-    LineItem,
-    OrderCancelled,
-    OrderCreated,
-    OrderEvent,
-    OrderPaid,
-    OutOfStockError,
-    Shop,
-)
+from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, OrderEvent, OrderPaid
+from eda_lesson.shop.services import Email, Inventory, OutOfStockError, Shop
 
 
 @pytest.fixture

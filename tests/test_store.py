@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from eda_lesson.aggregate import order_registry
-from eda_lesson.serialization import EventRegistry, UnregisteredEventError
-from eda_lesson.shop import LineItem, OrderCancelled, OrderCreated, OrderPaid, OrderShipped
-from eda_lesson.store import (
+from eda_lesson.patterns.serialization import EventRegistry, UnregisteredEventError
+from eda_lesson.patterns.store import (
     ConcurrencyError,
     EventStore,
     InMemoryEventStore,
     SQLiteEventStore,
     StoredEvent,
 )
+from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, OrderPaid, OrderShipped
+from eda_lesson.shop.order import order_registry
 
 CREATED = OrderCreated("o-1", "c-7", 42.0, (LineItem("book", 2),))
 PAID = OrderPaid("o-1", 42.0)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from eda_lesson.projections import OrdersByStatus
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderCreated, OrderPaid
-from eda_lesson.store import ConcurrencyError, CorruptEventError, SQLiteEventStore
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.store import ConcurrencyError, CorruptEventError, SQLiteEventStore
+from eda_lesson.shop.events import OrderCreated, OrderPaid
+from eda_lesson.shop.read_models import OrdersByStatus
 
 STREAM = "tally"
 REGISTRY = EventRegistry.of(OrderPaid, OrderCreated)
@@ -111,7 +111,7 @@ import json, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_store_reliability import REGISTRY, _land
-from eda_lesson.store import SQLiteEventStore
+from eda_lesson.patterns.store import SQLiteEventStore
 path, writer, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 with SQLiteEventStore(path, REGISTRY) as store:
     print("ready", flush=True)
@@ -152,9 +152,9 @@ BATCH = 20_000
 
 _BIG_APPENDS = """
 import sys
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderPaid
-from eda_lesson.store import SQLiteEventStore
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.shop.events import OrderPaid
+from eda_lesson.patterns.store import SQLiteEventStore
 store = SQLiteEventStore(sys.argv[1], EventRegistry.of(OrderPaid))
 for batch in range(1, 1000):
     events = [OrderPaid(f"{{batch}}:{{i}}", float(batch)) for i in range({size})]

@@ -6,15 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from eda_lesson.aggregate import DomainError, Order, order_registry
-from eda_lesson.bus import EventBus
-from eda_lesson.shop import OrderCreated, OrderPaid
-from eda_lesson.store import ConcurrencyError, EventStore, InMemoryEventStore, SQLiteEventStore
-from eda_lesson.unit_of_work import (
+from eda_lesson import EventBus
+from eda_lesson.patterns.aggregate import DomainError
+from eda_lesson.patterns.store import (
+    ConcurrencyError,
+    EventStore,
+    InMemoryEventStore,
+    SQLiteEventStore,
+)
+from eda_lesson.patterns.unit_of_work import (
     AggregateNotFoundError,
     PublishBeforeCommitUnitOfWork,
     UnitOfWork,
 )
+from eda_lesson.shop.events import OrderCreated, OrderPaid
+from eda_lesson.shop.order import Order, order_registry
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -26,7 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> EventStore:
 
 def place(store: EventStore, bus: EventBus, order_id: str = "o-1") -> None:
     with UnitOfWork(store, bus) as uow:
-        uow.orders.add(Order.create(order_id, "c-7", 42.0))
+        uow.repository(Order).add(Order.create(order_id, "c-7", 42.0))
         uow.commit()
 
 
@@ -47,7 +53,7 @@ def test_commit_returns_the_dispatch_results_of_the_published_events(store: Even
     bus.register(OrderPaid, lambda event: receipts.append(event.order_id))
     place(store, bus)
     with UnitOfWork(store, bus) as uow:
-        uow.orders.get("o-1").pay()
+        uow.repository(Order).get("o-1").pay()
         (result,) = uow.commit()
     assert result.event == OrderPaid("o-1", 42.0) and result.ok
     assert uow.published == [OrderPaid("o-1", 42.0)]
@@ -60,8 +66,8 @@ def test_a_conflicting_commit_publishes_nothing(store: EventStore) -> None:
     bus.register(OrderPaid, lambda event: receipts.append(event.order_id))
     place(store, bus)
     with UnitOfWork(store, bus) as first, UnitOfWork(store, bus) as second:
-        first.orders.get("o-1").cancel("out of stock")
-        second.orders.get("o-1").pay()
+        first.repository(Order).get("o-1").cancel("out of stock")
+        second.repository(Order).get("o-1").pay()
         first.commit()
         with pytest.raises(ConcurrencyError, match="'order-o-1' is at version 2"):
             second.commit()
@@ -78,8 +84,8 @@ def test_publishing_before_commit_tells_the_world_about_a_payment_that_never_hap
     bus.register(OrderPaid, lambda event: receipts.append(f"receipt for {event.order_id}"))
     place(store, bus)
     with UnitOfWork(store, bus) as first, PublishBeforeCommitUnitOfWork(store, bus) as second:
-        first.orders.get("o-1").cancel("out of stock")
-        second.orders.get("o-1").pay()
+        first.repository(Order).get("o-1").cancel("out of stock")
+        second.repository(Order).get("o-1").pay()
         first.commit()
         with pytest.raises(ConcurrencyError):
             second.commit()
@@ -97,7 +103,7 @@ def test_leaving_without_commit_discards_the_recorded_events(store: EventStore) 
     bus.register(OrderCreated, heard.append)
     with UnitOfWork(store, bus) as uow:
         order = Order.create("o-1", "c-7", 42.0)
-        uow.orders.add(order)
+        uow.repository(Order).add(order)
     assert uow.status == "discarded"
     assert order.pending == []
     assert store.stream_ids() == [] and heard == []
@@ -107,7 +113,7 @@ def test_leaving_without_commit_discards_the_recorded_events(store: EventStore) 
 def test_an_error_in_the_block_saves_nothing(store: EventStore) -> None:
     place(store, EventBus())
     with pytest.raises(DomainError), UnitOfWork(store, EventBus()) as uow:
-        order = uow.orders.get("o-1")
+        order = uow.repository(Order).get("o-1")
         order.cancel()
         order.ship()  # refused: the whole unit of work is abandoned
     assert store.version("order-o-1") == 1
@@ -116,8 +122,8 @@ def test_an_error_in_the_block_saves_nothing(store: EventStore) -> None:
 def test_one_unit_of_work_changes_one_aggregate(store: EventStore) -> None:
     bus = EventBus()
     with UnitOfWork(store, bus) as uow:
-        uow.orders.add(Order.create("o-1", "c-7", 1.0))
-        uow.orders.add(Order.create("o-2", "c-7", 1.0))
+        uow.repository(Order).add(Order.create("o-1", "c-7", 1.0))
+        uow.repository(Order).add(Order.create("o-2", "c-7", 1.0))
         with pytest.raises(DomainError, match=r"2 changed \(order-o-1, order-o-2\)"):
             uow.commit()
     assert store.stream_ids() == []
@@ -125,13 +131,13 @@ def test_one_unit_of_work_changes_one_aggregate(store: EventStore) -> None:
 
 def test_getting_a_missing_order_says_how_to_create_it(store: EventStore) -> None:
     with pytest.raises(AggregateNotFoundError, match=r"no Order 'o-9'.*Order.create"):
-        UnitOfWork(store, EventBus()).orders.get("o-9")
+        UnitOfWork(store, EventBus()).repository(Order).get("o-9")
 
 
 def test_the_steps_tell_the_story_of_a_command(store: EventStore) -> None:
     place(store, EventBus())
     with UnitOfWork(store, EventBus()) as uow:
-        uow.orders.get("o-1").pay()
+        uow.repository(Order).get("o-1").pay()
         uow.commit()
     assert uow.describe() == (
         "UnitOfWork(committed, 3 steps)\n"
@@ -139,13 +145,13 @@ def test_the_steps_tell_the_story_of_a_command(store: EventStore) -> None:
         "  2. save: OrderPaid to order-o-1, version 1 -> 2\n"
         "  3. publish: OrderPaid"
     )
-    assert repr(uow.orders) == "Repository(Order, 1 in use)"
+    assert repr(uow.repository(Order)) == "Repository(Order, 1 in use)"
 
 
 def test_a_commit_with_nothing_changed_publishes_nothing(store: EventStore) -> None:
     place(store, EventBus())
     with UnitOfWork(store, EventBus()) as uow:
-        uow.orders.get("o-1")
+        uow.repository(Order).get("o-1")
         assert uow.commit() == []
     assert repr(uow) == "UnitOfWork(committed, 1 step)"
 
@@ -153,9 +159,9 @@ def test_a_commit_with_nothing_changed_publishes_nothing(store: EventStore) -> N
 def test_getting_an_order_twice_gives_the_same_object(store: EventStore) -> None:
     place(store, EventBus())
     with UnitOfWork(store, EventBus()) as uow:
-        first = uow.orders.get("o-1")
+        first = uow.repository(Order).get("o-1")
         first.pay()
-        second = uow.orders.get("o-1")
+        second = uow.repository(Order).get("o-1")
         assert second is first
         second.ship()
         uow.commit()

@@ -1,4 +1,4 @@
-"""The explorers (eda_lesson.widgets), driven through their Python API and button clicks."""
+"""The explorers (eda_lesson.views.dispatch), driven through their Python API and button clicks."""
 
 from __future__ import annotations
 
@@ -14,18 +14,17 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from eda_lesson import EventBus, Subscription
-from eda_lesson.result import CascadeLimitError
-from eda_lesson.shop import (
+from eda_lesson import CascadeLimitError, EventBus, Subscription
+from eda_lesson.shop.events import (
     LineItem,
     OrderCancelled,
     OrderCreated,
     OrderEvent,
     OrderPaid,
     OrderShipped,
-    Shop,
 )
-from eda_lesson.widgets import DispatchExplorer, InjectedHandlerError, RegistrationExplorer
+from eda_lesson.shop.services import Shop
+from eda_lesson.views.dispatch import DispatchExplorer, InjectedHandlerError, RegistrationExplorer
 
 PREPARED = {
     "paid": OrderPaid("o-1", 42.0),
@@ -435,8 +434,9 @@ def test_toggling_an_unknown_registration_names_the_known_ones(
 
 NOTEBOOK_CELLS = [
     "from eda_lesson import EventBus\n"
-    "from eda_lesson.shop import Shop, OrderPaid, OrderCancelled\n"
-    "from eda_lesson.widgets import DispatchExplorer, RegistrationExplorer\n"
+    "from eda_lesson.shop.events import OrderCancelled, OrderPaid\n"
+    "from eda_lesson.shop.services import Shop\n"
+    "from eda_lesson.views.dispatch import DispatchExplorer, RegistrationExplorer\n"
     "bus, shop = EventBus(), Shop()\n"
     "shop.register(bus)",
     "explorer = DispatchExplorer(bus, {'paid': OrderPaid('o-1', 42.0), "
@@ -445,7 +445,7 @@ NOTEBOOK_CELLS = [
     "explorer.dispatch('paid')",
     "explorer.step_to(3)\nexplorer",
     "RegistrationExplorer(bus)",
-    "from eda_lesson.drawing import draw_flow\n"
+    "from eda_lesson.views.flow import draw_flow\n"
     "result = bus.dispatch(OrderPaid('o-2', 5.0))\n"
     "draw_flow(result)",
 ]

@@ -17,17 +17,18 @@ import pytest
 import redis
 from redis_server import RedisServer, free_port, running_redis
 
-from eda_lesson.bus import EventBus, Handler, Subscription
-from eda_lesson.redis_streams import (
+from eda_lesson import EventBus, Handler, Subscription
+from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid
+from eda_lesson.shop.services import Shop
+from eda_lesson.transport.redis_streams import (
     RedisUnavailableError,
     StreamPublisher,
     connect,
     processed_by,
     stream_status,
 )
-from eda_lesson.serialization import EventRegistry
-from eda_lesson.shop import OrderCancelled, OrderCreated, OrderPaid, Shop
-from eda_lesson.worker import Worker, registry_for
+from eda_lesson.transport.worker import Worker, registry_for
 
 TESTS = Path(__file__).resolve().parent
 REGISTRY = EventRegistry.of(OrderCreated, OrderPaid, OrderCancelled)
@@ -93,7 +94,7 @@ def _worker(client: redis.Redis, handlers: Any = None, **options: Any) -> tuple[
 
 
 def _command(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "eda_lesson.worker", *arguments]
+    return [sys.executable, "-m", "eda_lesson.transport.worker", *arguments]
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -206,7 +207,7 @@ def test_the_worker_logs_each_delivery_and_its_progress(
     _publish(client, [*_orders(1), ("evt-1", OrderCreated("o-1", "c", 1.0))])
     _publish(client, [("evt-9", OrderCancelled("o-1"))])
     worker, _ = _worker(client, handlers=register, max_deliveries=1)
-    with caplog.at_level(logging.INFO, logger="eda_lesson.worker"):
+    with caplog.at_level(logging.INFO, logger="eda_lesson.transport.worker"):
         worker.run(until_idle=True)
     lines = [record.getMessage() for record in caplog.records]
     assert lines[0].startswith("w1 ready: stream 'orders', group 'shop' at redis://127.0.0.1:")

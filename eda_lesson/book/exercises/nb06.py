@@ -1,0 +1,191 @@
+"""Checks for the exercises of notebook 06 (async handlers, ordering, backpressure, timeouts).
+
+Each check runs the learner's coroutine functions on an :class:`~eda_lesson.core.asyncbus.
+AsyncEventBus` inside :meth:`VirtualClock.run <eda_lesson.core.clock.VirtualClock.run>`, so waits
+cost no real time and the times it reports are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from eda_lesson.book.exercises import exercise, expect
+from eda_lesson.core.asyncbus import AsyncEventBus, EventQueue, HandlerCancelledError
+from eda_lesson.core.checks import is_async_callable
+from eda_lesson.core.clock import VirtualClock
+from eda_lesson.core.result import DispatchResult
+from eda_lesson.shop.events import OrderPaid
+
+__all__ = ["ex1", "ex2", "ex3"]
+
+
+# ---------------------------------------------------------------------- exercise 1
+
+
+@exercise("Exercise 1: a handler that waits without blocking")
+def ex1(check_fraud: Callable[[Any], Any]) -> str:
+    """``check_fraud`` is an ``async def`` handler that waits 0.4 s for the fraud service
+    (without blocking the loop) and returns ``FraudChecked(event.order_id)``."""
+    expect(callable(check_fraud), "pass your handler: check.ex1(check_fraud)")
+    expect(
+        is_async_callable(check_fraud),
+        "check_fraud is a plain function: while it waits, nothing else can run",
+        "write it as `async def check_fraud(event: OrderPaid):` and `await` the wait",
+    )
+
+    async def send_receipt(event: OrderPaid) -> None:
+        await asyncio.sleep(0.1)
+
+    bus = AsyncEventBus(concurrency="concurrent")
+    bus.register(OrderPaid, check_fraud)
+    bus.register(OrderPaid, send_receipt)
+    clock = VirtualClock()
+    result = clock.run(bus.dispatch(OrderPaid("o-1", 42.0)))
+    fraud, receipt = result.calls[0], result.calls[1]
+    expect(fraud.ok, f"check_fraud failed: {fraud.error!r}")
+    expect(
+        receipt.ended == 0.1,
+        f"send_receipt, which needs 0.1 s, finished at {receipt.ended:g} s: check_fraud held "
+        "the event loop while it waited",
+        "`await asyncio.sleep(0.4)` lets the loop run other handlers; a sleep without await "
+        "(time.sleep, clock.sleep) blocks them",
+    )
+    expect(
+        fraud.ended == 0.4,
+        f"check_fraud took {_seconds(fraud)} of virtual time; the fraud service answers "
+        "after 0.4 s",
+        "`await asyncio.sleep(0.4)` (time.sleep waits in real time, which the virtual clock "
+        "never sees)",
+    )
+    produced = [record.event for record in result.events[1:]]
+    expect(
+        len(produced) == 1 and type(produced[0]).__name__ == "FraudChecked",
+        f"check_fraud produced {[type(e).__name__ for e in produced]}; expected one "
+        "FraudChecked event",
+        "end with `return FraudChecked(event.order_id)`",
+    )
+    expect(
+        getattr(produced[0], "order_id", None) == "o-1",
+        f"FraudChecked carries order_id={getattr(produced[0], 'order_id', None)!r}, expected 'o-1'",
+    )
+    return "check_fraud waited 0.4 s while send_receipt ran and finished at 0.1 s"
+
+
+def _seconds(call: Any) -> str:
+    return f"{(call.ended or 0.0) - (call.started or 0.0):g} s"
+
+
+# ---------------------------------------------------------------------- exercise 2
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    order_id: str
+    seconds: float
+
+
+@exercise("Exercise 2: in order, and never more than two waiting")
+def ex2(handle_in_order: Callable[[AsyncEventBus, list[Any]], Coroutine[Any, Any, Any]]) -> str:
+    """``await handle_in_order(bus, events)`` publishes every event through ``bus.queue``,
+    at most 2 waiting at once, handled in the order published; it returns the queue."""
+    expect(callable(handle_in_order), "pass your function: check.ex2(handle_in_order)")
+    expect(
+        inspect.iscoroutinefunction(handle_in_order),
+        "handle_in_order must be an `async def` function (it awaits queue.publish)",
+    )
+    handled: list[str] = []
+
+    async def deliver(event: _Delivery) -> None:
+        await asyncio.sleep(event.seconds)
+        handled.append(event.order_id)
+
+    bus = AsyncEventBus()
+    bus.register(_Delivery, deliver)
+    events = [_Delivery(f"o-{n}", 1.0 if n == 0 else 0.2) for n in range(5)]
+    queue = VirtualClock().run(handle_in_order(bus, events))
+    expect(
+        isinstance(queue, EventQueue),
+        f"handle_in_order returned {type(queue).__name__}; return the queue "
+        "(the `q` of `async with bus.queue(...) as q:`)",
+        "publish inside `async with bus.queue(maxsize=2) as q:` and `return q` after the block",
+    )
+    published = [p.event.order_id for p in queue.published]
+    expect(
+        published == [e.order_id for e in events],
+        f"the queue published {published}; publish every event, in the order given",
+    )
+    expect(
+        handled == published,
+        f"the events were handled in the order {handled}, not in the order published",
+        "one worker takes events one at a time, in order: bus.queue(..., workers=1)",
+    )
+    expect(
+        queue.maxsize != 0 and queue.peak <= 2,
+        f"up to {queue.peak} events waited in the queue at once; at most 2 may",
+        "bound it: bus.queue(maxsize=2); a full queue makes publish wait",
+    )
+    return f"handled in order, at most {queue.peak} waiting; the publisher waited when it was full"
+
+
+# ---------------------------------------------------------------------- exercise 3
+
+
+@exercise("Exercise 3: stop a slow dispatch, keep what ran")
+def ex3(
+    dispatch_within: Callable[[AsyncEventBus, object, float], Coroutine[Any, Any, Any]],
+) -> str:
+    """``await dispatch_within(bus, event, seconds)`` returns the dispatch result, or, when
+    the dispatch takes longer than ``seconds``, the partial result of what ran (no error)."""
+    expect(callable(dispatch_within), "pass your function: check.ex3(dispatch_within)")
+    expect(
+        inspect.iscoroutinefunction(dispatch_within),
+        "dispatch_within must be an `async def` function (it awaits the dispatch)",
+    )
+    clock = VirtualClock()
+    result = clock.run(dispatch_within(_three_handlers(), OrderPaid("o-1", 42.0), 2.0))
+    expect(
+        isinstance(result, DispatchResult) and result.ok and len(result.calls) == 3,
+        f"with time to spare, dispatch_within returned {result!r}; expected the full result "
+        "(3 handler calls, all ok)",
+    )
+    clock = VirtualClock()
+    result = clock.run(dispatch_within(_three_handlers(), OrderPaid("o-1", 42.0), 0.35))
+    expect(
+        clock.now() <= 0.35,
+        f"the dispatch ran until {clock.now():g} s; it should stop at 0.35 s",
+        "wrap the dispatch: "
+        "`async with asyncio.timeout(seconds): return await bus.dispatch(event)`",
+    )
+    expect(
+        isinstance(result, DispatchResult),
+        f"when time ran out, dispatch_within returned {result!r}; return the record of what ran",
+        "catch TimeoutError and return eda_lesson.core.asyncbus.partial_result(error)",
+    )
+    names = [(call.name.rsplit(".", 1)[-1], call.ok) for call in result.calls]
+    expect(
+        names == [("charge_card", True), ("send_receipt", False)]
+        and isinstance(result.calls[1].error, HandlerCancelledError),
+        f"the partial result shows {names}; expected charge_card done and send_receipt "
+        "cancelled while it ran",
+    )
+    return "a full result in time, and a partial one (charge_card done, send_receipt cut) if not"
+
+
+def _three_handlers() -> AsyncEventBus:
+    async def charge_card(event: OrderPaid) -> None:
+        await asyncio.sleep(0.3)
+
+    async def send_receipt(event: OrderPaid) -> None:
+        await asyncio.sleep(0.5)
+
+    async def update_ledger(event: OrderPaid) -> None:
+        await asyncio.sleep(0.2)
+
+    bus = AsyncEventBus()
+    for handler in (charge_card, send_receipt, update_ledger):
+        bus.register(OrderPaid, handler)
+    return bus

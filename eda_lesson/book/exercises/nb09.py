@@ -1,0 +1,201 @@
+"""Checks for the exercises of notebook 09 (the outbox, the relay, consumers behind a broker).
+
+Each check builds a small world of its own, with no Redis: a SQLite event store with its
+outbox in a temporary folder, the shop on an in-process bus, publishers that record or
+refuse. The delivery log of exercise 3 is the kind a consumer group's journal holds after a
+worker died mid-batch. Nothing is printed; each check says what went differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eda_lesson.book.exercises import exercise, expect
+from eda_lesson.core.bus import EventBus
+from eda_lesson.patterns.outbox import Outbox, OutboxMessage, Relay, SimulatedCrash, simulate_crash
+from eda_lesson.patterns.store import SQLiteEventStore
+from eda_lesson.shop.events import OrderCreated
+from eda_lesson.shop.order import order_registry
+from eda_lesson.shop.services import Shop
+from eda_lesson.transport.redis_streams import Delivery
+
+__all__ = ["RecordingPublisher", "RefusingPublisher", "ex1", "ex2", "ex3", "journal_after_a_kill"]
+
+
+class RecordingPublisher:
+    """A broker that is a list: every message it was given, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[OutboxMessage] = []
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        self.published.extend(messages)
+
+    @property
+    def ids(self) -> list[str]:
+        return [message.event_id for message in self.published]
+
+
+class RefusingPublisher:
+    """A broker that is down: every publish raises ConnectionError."""
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        raise ConnectionError("the broker is unreachable")
+
+
+def _shop_outbox(
+    folder: Path, orders: int, name: str = "shop.db"
+) -> tuple[SQLiteEventStore, Outbox]:
+    store = SQLiteEventStore(folder / name, order_registry())
+    outbox = Outbox(store, id_prefix="evt-")
+    for n in range(1, orders + 1):
+        store.append(
+            f"order-o-{n}", [OrderCreated(f"o-{n}", f"c-{n}", 10.0 * n)], expected_version=0
+        )
+    return store, outbox
+
+
+# ---------------------------------------------------------------------- exercise 1
+
+
+@exercise("Exercise 1: a relay, by hand")
+def ex1(relay_once: Callable[[Outbox, Any], object]) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        _, outbox = _shop_outbox(Path(folder), 3)
+        publisher = RecordingPublisher()
+        returned = relay_once(outbox, publisher)
+        expect(
+            publisher.ids == ["evt-1", "evt-2", "evt-3"],
+            f"the publisher received {publisher.ids or 'nothing'}; it should get the three "
+            "waiting messages, oldest first",
+            "outbox.waiting() lists them in order; hand the list to publisher.publish(...)",
+        )
+        expect(
+            outbox.counts() == (3, 0),
+            f"after your relay the outbox holds {outbox.counts()[1]} waiting messages; the "
+            "published ones must be marked sent, or every relay run sends them again",
+            "call outbox.mark_sent(messages) once publish(...) has returned",
+        )
+        expect(returned == 3, f"return how many messages were published (3), got {returned!r}")
+        relay_once(outbox, publisher)
+        expect(
+            len(publisher.published) == 3,
+            "a second run published messages that were already sent",
+            "publish only outbox.waiting(), not outbox.messages()",
+        )
+        _, down = _shop_outbox(Path(folder), 2, "down.db")
+        # Letting the broker's error through is right: the relay tries again later.
+        with contextlib.suppress(ConnectionError):
+            relay_once(down, RefusingPublisher())
+        expect(
+            down.counts() == (0, 2),
+            "when the broker refused the messages, your relay still marked them sent: they "
+            "are lost, the outbox will never send them",
+            "mark the messages sent only AFTER publish(...) returned; if it raises, mark nothing",
+        )
+    return "publish first, mark sent after: a crash in between means a re-send, never a loss"
+
+
+# ---------------------------------------------------------------------- exercise 2
+
+
+@exercise("Exercise 2: a consumer that drops duplicates")
+def ex2(deliver: Callable[[OutboxMessage, EventBus, Any, set[str]], object]) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        _, outbox = _shop_outbox(Path(folder), 3)
+        bus, shop, seen = EventBus(), Shop(), set[str]()
+        shop.register(bus)
+        consumer = _Consumer(deliver, bus, seen)
+        # Published, never marked: the next relay sends all three again.
+        with contextlib.suppress(SimulatedCrash):
+            Relay(outbox, consumer, before_mark=simulate_crash).publish_pending()
+        Relay(outbox, consumer).publish_pending()
+        subjects = [mail.subject for mail in shop.mailer.sent]
+        expect(
+            consumer.calls == 6,
+            f"the check delivered 6 messages but your function was called {consumer.calls} times",
+        )
+        expect(
+            len(subjects) >= 3 and len(set(subjects)) == 3,
+            f"the shop sent {len(subjects)} confirmations for 3 orders ({', '.join(subjects)}); "
+            "each order must be confirmed, even when every message is an OrderCreated",
+            "remember event ids, not event types: two orders are two events of the same type",
+        )
+        expect(
+            len(subjects) == 3,
+            f"the relay re-sent the 3 messages and the shop confirmed {len(subjects)} times: "
+            "the copies were handled again",
+            "skip a message whose message.event_id is in seen; add the id once it is dispatched",
+        )
+        expect(
+            seen == {"evt-1", "evt-2", "evt-3"},
+            f"seen should hold the three event ids, got {sorted(seen)}",
+        )
+    return "at-least-once delivery plus deduplication by event id: each order confirmed once"
+
+
+class _Consumer:
+    """A publisher that hands each message to the learner's ``deliver``."""
+
+    def __init__(self, deliver: Callable[..., object], bus: EventBus, seen: set[str]) -> None:
+        self.deliver = deliver
+        self.bus = bus
+        self.seen = seen
+        self.calls = 0
+        self.registry = order_registry()
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            self.calls += 1
+            self.deliver(message, self.bus, self.registry, self.seen)
+
+
+# ---------------------------------------------------------------------- exercise 3
+
+
+def journal_after_a_kill() -> list[Delivery]:
+    """What a group's records hold after w1 died holding four entries: w2 and w3 shared the
+    work, w2 reclaimed w1's entries (second deliveries), a re-sent copy was skipped as a
+    duplicate, and one entry failed once before w3 handled it."""
+    created = "OrderCreated"
+    records = [Delivery(f"evt-{n}", created, "w1", 1, "pending") for n in range(1, 5)]
+    records += [Delivery(f"evt-{n}", created, "w2" if n % 2 else "w3", 1, "handled")
+                for n in range(5, 13)]  # fmt: skip
+    records += [Delivery("evt-13", created, "w3", 1, "failed", "RuntimeError: mail server busy")]
+    records += [Delivery(f"evt-{n}", created, "w2", 2, "handled") for n in range(1, 5)]
+    records += [Delivery("evt-13", created, "w3", 2, "handled")]
+    records += [Delivery("evt-6", created, "w2", 1, "duplicate")]
+    return records
+
+
+@exercise("Exercise 3: who did the work")
+def ex3(handled_by_worker: Callable[[list[Delivery]], object]) -> str:
+    records = journal_after_a_kill()
+    answer = handled_by_worker(list(records))
+    expect(isinstance(answer, dict), f"return a dict {{consumer: count}}, got {answer!r}")
+    assert isinstance(answer, dict)  # for the type checker: expect() stopped otherwise
+    expect(
+        "w1" not in answer or answer["w1"] == 0,
+        f"w1 handled nothing (it died holding its entries), yet your count gives it {answer}",
+        "count only deliveries whose outcome is 'handled'; 'pending' ones were never finished",
+    )
+    expect(
+        answer.get("w2") == 8,
+        f"w2 handled 8 events (4 of its own, 4 reclaimed from w1); your count says "
+        f"{answer.get('w2')!r}",
+        "a redelivery (delivery 2) that was handled counts too; a 'duplicate' does not",
+    )
+    expect(
+        answer.get("w3") == 5,
+        f"w3 handled 5 events (one after a failed first try); your count says {answer.get('w3')!r}",
+        "count the 'handled' outcome only: a 'failed' delivery is retried, not done",
+    )
+    expect(
+        {name: count for name, count in answer.items() if count} == {"w2": 8, "w3": 5},
+        f"expected {{'w2': 8, 'w3': 5}}, got {answer}",
+    )
+    return "13 events, each handled exactly once, by the two workers that stayed alive"

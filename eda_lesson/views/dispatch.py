@@ -1,0 +1,570 @@
+"""Explorers a learner clicks through: dispatch an event and step through its cascade, or switch
+registrations on and off and see the picture change.
+
+:class:`DispatchExplorer` and :class:`RegistrationExplorer` are ipywidgets boxes whose content
+is values: an ``Image`` holding a PNG, ``HTML``, labels. So they render from a notebook's saved
+widget state without a kernel, and strict nbval passes (nothing prints into an ``Output``
+widget, nothing calls ``clear_output``). Every control has a Python twin (``dispatch``,
+``step_to``, ``disable``, ``make_fail``, ``toggle``) so tests and notebook cells drive them
+without a browser, and each explorer has a short, stable text form for nbval to compare.
+
+The dispatch explorer never changes the bus it is given: it dispatches through a sibling bus
+built from the bus's current registrations at each Dispatch, leaving out the handlers switched
+off and making the ones marked to fail raise :class:`InjectedHandlerError`. The registration
+explorer does change its bus: registering and unregistering is what it shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import ipywidgets as widgets  # type: ignore[import-untyped]
+from traitlets import TraitError
+
+from eda_lesson.core.bus import EventBus, Handler, Subscription
+from eda_lesson.core.result import CascadeLimitError, DispatchResult, describe_value
+from eda_lesson.core.text import plural
+from eda_lesson.views.flow import NotebookFigure, draw_flow, draw_registrations, figure_to_png
+from eda_lesson.views.graphs import COLOURS, StepRow, check_step, shorten, step_caption, step_rows
+
+__all__ = ["DispatchExplorer", "InjectedHandlerError", "RegistrationExplorer"]
+
+
+class InjectedHandlerError(RuntimeError):
+    """Raised instead of a handler that an explorer was told to make fail."""
+
+
+# ---------------------------------------------------------------------- dispatch explorer
+
+
+class DispatchExplorer:
+    """Pick a prepared event (and edit its fields), dispatch it, step through the cascade.
+
+    ``events`` is a dict of name -> event, or a list of events (named after their class).
+    The picture and the step table show the cascade after the chosen step; checkboxes switch
+    handlers off or make them fail for the next dispatch, without touching ``bus``. Failures
+    are recorded and shown, never raised, even when ``bus`` is ``fail_fast``.
+
+    A handler that calls ``bus.dispatch`` on the bus it was given (instead of returning its
+    events) dispatches there, outside the explorer's picture: return events to see them here.
+
+    >>> explorer = DispatchExplorer(bus, {"paid": OrderPaid("o-1", 42.0)})  # doctest: +SKIP
+    >>> explorer.dispatch("paid"); explorer.step_to(2)  # doctest: +SKIP
+    """
+
+    def __init__(self, bus: EventBus, events: Mapping[str, object] | Sequence[object]) -> None:
+        if not isinstance(bus, EventBus):
+            raise TypeError(
+                f"DispatchExplorer(bus, events) takes an EventBus first, got {describe_value(bus)}"
+            )
+        self.bus = bus
+        self.events: dict[str, object] = _named_events(events)
+        self._result: DispatchResult | None = None
+        self._pngs: dict[int, bytes] = {}
+        self._inputs: dict[str, Any] = {}
+        self._quiet = False  # True while the explorer itself moves the step controls
+        self._build_controls()
+        self._build_handler_switches()
+        self._show_fields()
+        self._image.value = _placeholder_png("choose an event and press Dispatch")
+
+    # -- the Python API -----------------------------------------------------------------------
+
+    @property
+    def result(self) -> DispatchResult | None:
+        """The result of the last dispatch (None before the first)."""
+        return self._result
+
+    @property
+    def step(self) -> int:
+        """The step shown: 0 is "dispatched, no handler ran yet"."""
+        return int(self._slider.value)
+
+    @property
+    def steps(self) -> int:
+        """How many steps (handler calls) the last dispatch had."""
+        return 0 if self._result is None else len(self._result.calls)
+
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets box holding every control; display it, or put it in your own layout."""
+        return self._root
+
+    @property
+    def handler_names(self) -> list[str]:
+        """The handlers the explorer has switches for, in the bus's registration order."""
+        return list(self._switches)
+
+    def chosen_event(self) -> object:
+        """The event the next Dispatch sends: the chosen prepared event with the edited fields."""
+        prepared = self.events[self._choice.value]
+        changes = {name: box.value for name, box in self._inputs.items()}
+        if not changes:  # not a dataclass, or nothing in it a learner can edit
+            return prepared
+        return dataclasses.replace(cast(Any, prepared), **changes)
+
+    def dispatch(self, name: str | None = None) -> DispatchResult:
+        """Dispatch the chosen event (or the prepared event ``name``) and show step 0.
+
+        Handlers switched off are left out, handlers marked to fail raise
+        :class:`InjectedHandlerError`; the bus given to the explorer is not changed.
+        """
+        if name is not None:
+            self.choose(name)
+        self._refresh_switches()
+        try:
+            result = self._sibling_bus().dispatch(self.chosen_event())
+        except CascadeLimitError as error:
+            self._show_result(error.result, f"stopped: {error}")
+            raise
+        self._show_result(result, "")
+        return result
+
+    def choose(self, name: str) -> None:
+        """Choose the prepared event ``name`` (its fields are reset to the prepared values)."""
+        if name not in self.events:
+            known = ", ".join(repr(n) for n in self.events)
+            raise ValueError(f"no prepared event is called {name!r}; the prepared ones are {known}")
+        self._choice.value = name
+
+    def edit(self, **changes: object) -> None:
+        """Change fields of the chosen event for the next dispatch: ``edit(order_id="o-2")``."""
+        for name, value in changes.items():
+            box = self._inputs.get(name)
+            if box is None:
+                editable = ", ".join(self._inputs) or "none"
+                raise ValueError(
+                    f"{type(self.events[self._choice.value]).__name__} has no editable field "
+                    f"{name!r} (editable here: {editable})"
+                )
+            try:
+                box.value = value
+            except TraitError:
+                raise TypeError(
+                    f"field {name!r} takes {_kind_of(box.value)}, got {describe_value(value)}"
+                ) from None
+
+    def step_to(self, step: int) -> None:
+        """Show the cascade after ``step`` (0 to :attr:`steps`)."""
+        if self._result is None:
+            raise ValueError(
+                "nothing to step through yet: press Dispatch (or call .dispatch()) first"
+            )
+        check_step(self._result, step)
+        self._slider.value = step
+
+    def disable(self, handler_name: str, off: bool = True) -> None:
+        """Switch a handler off (or back on with ``off=False``) for the next dispatch."""
+        self._switch(handler_name).runs.value = not off
+
+    def make_fail(self, handler_name: str, fail: bool = True) -> None:
+        """Make a handler raise :class:`InjectedHandlerError` in the next dispatch (or stop it)."""
+        self._switch(handler_name).fails.value = fail
+
+    # -- display ------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        where = (
+            "not dispatched yet" if self._result is None else f"step {self.step} of {self.steps}"
+        )
+        return (
+            f"DispatchExplorer: {plural(len(self.events), 'event')}, "
+            f"{plural(len(self._switches), 'handler')}, {where}"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # Jupyter draws the widget; the text beside it is what nbval compares, so it is ours.
+        return _bundle(self._root, repr(self), **kwargs)
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _build_controls(self) -> None:
+        self._choice = widgets.Dropdown(options=list(self.events), description="event")
+        self._choice.observe(self._on_choice, "value")
+        self._dispatch_button = widgets.Button(
+            description="Dispatch", button_style="primary", tooltip="dispatch the chosen event"
+        )
+        self._dispatch_button.on_click(self._on_dispatch)
+        self._fields = widgets.VBox()
+        self._play = widgets.Play(min=0, max=0, interval=900, show_repeat=False)
+        self._slider = widgets.IntSlider(min=0, max=0, description="step")
+        widgets.link((self._play, "value"), (self._slider, "value"))
+        self._slider.observe(self._on_step, "value")
+        self._back = widgets.Button(
+            description="Back", icon="step-backward", tooltip="previous step"
+        )
+        self._next = widgets.Button(description="Next", icon="step-forward", tooltip="next step")
+        self._back.on_click(lambda _: self._nudge(-1))
+        self._next.on_click(lambda _: self._nudge(+1))
+        self._caption = widgets.Label(value="no dispatch yet")
+        self._status = widgets.Label(value="")
+        self._image = widgets.Image(format="png")
+        self._table = widgets.HTML(value="")
+        self._handlers = widgets.VBox()
+        self._root = widgets.VBox(
+            [
+                widgets.HBox([self._choice, self._dispatch_button]),
+                self._fields,
+                widgets.HBox([self._play, self._back, self._slider, self._next]),
+                self._caption,
+                self._image,
+                widgets.HBox([self._table, self._handlers]),
+                self._status,
+            ]
+        )
+
+    def _build_handler_switches(self) -> None:
+        self._switches: dict[str, _Switch] = {}
+        for name in _handler_names(self.bus):
+            switch = _Switch(name)
+            switch.runs.observe(self._on_switch, "value")
+            switch.fails.observe(self._on_switch, "value")
+            self._switches[name] = switch
+        header = widgets.HTML("<b>handlers</b> (for the next dispatch)")
+        self._handlers.children = [header, *(s.row for s in self._switches.values())]
+
+    def _refresh_switches(self) -> None:
+        """Give handlers registered since the explorer was made a switch too."""
+        names = _handler_names(self.bus)
+        if any(name not in self._switches for name in names):
+            kept = dict(self._switches)
+            self._build_handler_switches()
+            for name, old in kept.items():
+                if name in self._switches:
+                    self._switches[name].runs.value = old.runs.value
+                    self._switches[name].fails.value = old.fails.value
+
+    def _show_fields(self) -> None:
+        prepared = self.events[self._choice.value]
+        self._inputs = {}
+        rows = []
+        if dataclasses.is_dataclass(prepared):
+            for field in dataclasses.fields(prepared):
+                if not field.init:
+                    continue
+                value = getattr(prepared, field.name)
+                box = _field_input(field.name, value)
+                if box is None:
+                    text = f"{field.name} = {shorten(repr(value), 60)} (not editable here)"
+                    rows.append(widgets.Label(value=text))
+                else:
+                    self._inputs[field.name] = box
+                    rows.append(box)
+        self._fields.children = rows
+
+    # -- dispatching and showing ----------------------------------------------------------------
+
+    def _sibling_bus(self) -> EventBus:
+        """A bus like ours for one dispatch: same middleware, the switched-on handlers."""
+        sibling = EventBus(
+            max_cascade=self.bus.max_cascade,
+            middleware=self.bus.middleware,
+            dependencies=self.bus.dependencies,
+            collect_from=self.bus.collect_from,
+        )
+        for subscription in self.bus.subscriptions():
+            switch = self._switches.get(subscription.name)
+            if switch is not None and not switch.runs.value:
+                continue
+            layers = subscription.middleware
+            if switch is not None and switch.fails.value:
+                layers = (*layers, _fail_instead)  # innermost: the bus's middleware still sees it
+            sibling.register(subscription.message_type, subscription.handler, middleware=layers)
+        return sibling
+
+    def _show_result(self, result: DispatchResult, status: str) -> None:
+        self._result = result
+        self._pngs = {}
+        steps = len(result.calls)
+        self._quiet = True
+        try:
+            self._slider.value = 0
+            self._slider.max = self._play.max = steps
+            self._play.value = 0
+        finally:
+            self._quiet = False
+        self._status.value = status
+        self._show_step()
+
+    def _show_step(self) -> None:
+        result, step = self._result, self.step
+        if result is None:
+            return
+        png = self._pngs.get(step)
+        if png is None:
+            png = self._pngs[step] = figure_to_png(draw_flow(result, upto=step))
+        self._image.value = png
+        self._table.value = _step_table_html(step_rows(result), step)
+        self._caption.value = step_caption(result, step)
+
+    # -- events from the controls ---------------------------------------------------------------
+
+    def _on_dispatch(self, _button: object) -> None:
+        # A cascade stopped at its limit is already told in the status line, and a click
+        # has nobody to raise to.
+        with contextlib.suppress(CascadeLimitError):
+            self.dispatch()
+
+    def _on_choice(self, _change: Mapping[str, Any]) -> None:
+        self._show_fields()
+
+    def _on_step(self, _change: Mapping[str, Any]) -> None:
+        if not self._quiet:
+            self._show_step()
+
+    def _on_switch(self, _change: Mapping[str, Any]) -> None:
+        self._status.value = "handlers changed: press Dispatch to see what that changes"
+
+    def _nudge(self, by: int) -> None:
+        if self._result is not None:
+            self._slider.value = min(max(self.step + by, 0), self.steps)
+
+    def _switch(self, handler_name: str) -> _Switch:
+        self._refresh_switches()
+        switch = self._switches.get(handler_name)
+        if switch is None:
+            known = ", ".join(self._switches) or "none"
+            raise ValueError(f"no handler is called {handler_name!r}; the bus has: {known}")
+        return switch
+
+
+class _Switch:
+    """The two checkboxes of one handler: does it run, and is it made to fail."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.runs = widgets.Checkbox(value=True, description="runs", indent=False)
+        self.fails = widgets.Checkbox(value=False, description="fails", indent=False)
+        for box in (self.runs, self.fails):
+            box.layout.width = "70px"
+        label = widgets.Label(value=shorten(name, 32), layout=widgets.Layout(width="220px"))
+        self.row = widgets.HBox([label, self.runs, self.fails])
+
+
+def _fail_instead(_call: Handler, subscription: Subscription) -> Handler:
+    """Middleware that raises instead of calling the handler."""
+
+    def fail(_event: object) -> None:
+        raise InjectedHandlerError(
+            f"{subscription.name} was made to fail in the explorer (untick 'fails' to let it run)"
+        )
+
+    return fail
+
+
+def _named_events(events: Mapping[str, object] | Sequence[object]) -> dict[str, object]:
+    if isinstance(events, Mapping):
+        named = {str(name): event for name, event in events.items()}
+    elif isinstance(events, (list, tuple)):
+        named = {}
+        for event in events:
+            name = type(event).__name__
+            number = 2
+            while name in named:
+                name, number = f"{type(event).__name__} ({number})", number + 1
+            named[name] = event
+    else:
+        raise TypeError(
+            "DispatchExplorer(bus, events): events is a dict of name -> event or a list of "
+            f"events, got {describe_value(events)}"
+        )
+    if not named:
+        raise ValueError("DispatchExplorer needs at least one prepared event to dispatch")
+    for name, event in named.items():
+        if isinstance(event, type):
+            raise TypeError(
+                f"prepared event {name!r} is the class {event.__qualname__}; prepare an instance: "
+                f"{event.__qualname__}(...)"
+            )
+    return named
+
+
+def _handler_names(bus: EventBus) -> list[str]:
+    return list(dict.fromkeys(s.name for s in bus.subscriptions()))
+
+
+def _field_input(name: str, value: object) -> Any:
+    """A text or number box for a field, or None when the field's value is not a simple one."""
+    common = {"description": name, "style": {"description_width": "initial"}}
+    if isinstance(value, bool):
+        return widgets.Checkbox(value=value, indent=False, **common)
+    if isinstance(value, int):
+        return widgets.IntText(value=value, **common)
+    if isinstance(value, float):
+        return widgets.FloatText(value=value, **common)
+    if isinstance(value, str):
+        return widgets.Text(value=value, **common)
+    return None
+
+
+def _kind_of(value: object) -> str:
+    return {bool: "True or False", int: "a whole number", float: "a number", str: "text"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _step_table_html(rows: list[StepRow], step: int) -> str:
+    """The step table as HTML: done rows plain, the current one highlighted, the rest grey."""
+    cells = ["<th style='text-align:left;padding:2px 8px'>" + h + "</th>" for h in _HEADINGS]
+    lines = [_TABLE_OPEN, "<tr>" + "".join(cells) + "</tr>"]
+    calls_so_far = 0
+    for row in rows:
+        if row.step is None:
+            reached = step >= calls_so_far
+        else:
+            calls_so_far += 1
+            reached = row.step <= step
+        style, marker = _row_style(row, step, reached)
+        outcome = row.outcome if reached else "…"
+        values = [
+            marker + ("-" if row.step is None else str(row.step)),
+            row.event,
+            row.handler or "(none)",
+            outcome,
+        ]
+        tds = "".join(f"<td style='padding:2px 8px'>{html.escape(v)}</td>" for v in values)
+        lines.append(f"<tr style='{style}'>{tds}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+_HEADINGS = ("step", "event", "handler", "outcome")
+_TABLE_OPEN = (
+    "<table class='eda-step-table' style='border-collapse:collapse;"
+    "font-family:monospace;font-size:12px'>"
+)
+
+
+def _row_style(row: StepRow, step: int, reached: bool) -> tuple[str, str]:
+    if row.step is not None and row.step == step:
+        return f"background:{COLOURS['current'][0]};font-weight:bold", "▶ "
+    if not reached:
+        return "color:#9ca3af", ""
+    if row.failed:
+        return f"color:{COLOURS['failed'][1]}", ""
+    if row.unhandled:
+        return f"color:{COLOURS['unhandled'][1]}", ""
+    return "", ""
+
+
+# ---------------------------------------------------------------------- registration explorer
+
+
+class RegistrationExplorer:
+    """The registration graph of ``bus``, with a checkbox per registration to switch it.
+
+    Unticking unregisters the handler from that event type on ``bus`` itself; ticking
+    registers it again (at the end of that type's handlers, as ``register`` does).
+    ``event_types`` adds types to keep in the picture even with no handler left.
+    """
+
+    def __init__(self, bus: EventBus, *, event_types: Iterable[type] = ()) -> None:
+        if not isinstance(bus, EventBus):
+            raise TypeError(
+                f"RegistrationExplorer(bus) takes an EventBus, got {describe_value(bus)}"
+            )
+        self.bus = bus
+        self._registrations: list[Subscription] = bus.subscriptions()
+        self._event_types = tuple(
+            dict.fromkeys([*(s.message_type for s in self._registrations), *event_types])
+        )
+        self._boxes: list[Any] = []
+        for subscription in self._registrations:
+            text = f"{subscription.message_type.__qualname__} → {subscription.name}"
+            box = widgets.Checkbox(value=True, description=text, indent=False)
+            box.observe(self._on_box(subscription), "value")
+            self._boxes.append(box)
+        self._image = widgets.Image(format="png")
+        self._caption = widgets.Label()
+        header = widgets.HTML("<b>registrations</b> (untick to unregister)")
+        self._root = widgets.HBox(
+            [widgets.VBox([self._caption, self._image]), widgets.VBox([header, *self._boxes])]
+        )
+        self.refresh()
+
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets box holding the picture and the checkboxes."""
+        return self._root
+
+    def toggle(self, event_type_name: str, handler_name: str, on: bool) -> None:
+        """Register (``on=True``) or unregister a handler for an event type, by their names."""
+        for subscription, box in zip(self._registrations, self._boxes, strict=True):
+            if (subscription.message_type.__qualname__, subscription.name) == (
+                event_type_name,
+                handler_name,
+            ):
+                box.value = on
+                self._apply(subscription, on)  # also when the box already showed it
+                return
+        known = ", ".join(
+            f"({s.message_type.__qualname__!r}, {s.name!r})" for s in self._registrations
+        )
+        raise ValueError(
+            f"the explorer knows no registration of {handler_name!r} for {event_type_name!r}; "
+            f"it knows {known}"
+        )
+
+    def refresh(self) -> None:
+        """Redraw, and tick exactly the registrations the bus has now."""
+        for subscription, box in zip(self._registrations, self._boxes, strict=True):
+            box.value = self._registered(subscription)
+        figure = draw_registrations(self.bus, event_types=self._event_types)
+        self._image.value = figure_to_png(figure)
+        self._caption.value = self._summary()
+
+    def __repr__(self) -> str:
+        return f"RegistrationExplorer: {self._summary()}"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return _bundle(self._root, repr(self), **kwargs)
+
+    def _summary(self) -> str:
+        on = sum(1 for s in self._registrations if self._registered(s))
+        return (
+            f"{on} of {plural(len(self._registrations), 'registration')} on, "
+            f"{plural(len(self._event_types), 'event type')}"
+        )
+
+    def _registered(self, subscription: Subscription) -> bool:
+        return any(
+            s.message_type is subscription.message_type and s.key == subscription.key
+            for s in self.bus.subscriptions()
+        )
+
+    def _on_box(self, subscription: Subscription) -> Callable[[Mapping[str, Any]], None]:
+        def changed(change: Mapping[str, Any]) -> None:
+            self._apply(subscription, bool(change["new"]))
+
+        return changed
+
+    def _apply(self, subscription: Subscription, on: bool) -> None:
+        if on == self._registered(subscription):
+            return
+        if on:
+            self.bus.register(
+                subscription.message_type, subscription.handler, middleware=subscription.middleware
+            )
+        else:
+            self.bus.unregister(subscription.message_type, subscription.handler)
+        self.refresh()
+
+
+# ---------------------------------------------------------------------- shared
+
+
+def _bundle(root: Any, text: str, **kwargs: Any) -> dict[str, Any]:
+    """The widget's display data with our short text in place of ipywidgets' long repr."""
+    bundle = dict(root._repr_mimebundle_(**kwargs) or {})
+    bundle["text/plain"] = text
+    return bundle
+
+
+def _placeholder_png(text: str) -> bytes:
+    figure = NotebookFigure(figsize=(6.8, 0.8))
+    figure.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#6b7280")
+    return figure_to_png(figure)
