@@ -667,3 +667,12 @@ def test_dispatches_from_many_threads_reach_every_handler_exactly_once() -> None
     assert counts == [workers * per_worker * 2] * handlers
     assert len(results) == workers * per_worker
     assert all(len(r.events) == 2 and len(r.calls) == 8 and r.ok for r in results)
+
+
+def test_subscribe_given_a_function_after_the_type_says_to_use_register() -> None:
+    """``bus.subscribe(OrderPaid, handler)`` used to take the handler for a second message
+    type and return a decorator nobody called: the handler was never registered."""
+    bus = EventBus()
+    with pytest.raises(TypeError, match=r"bus\.register\(MessageType, handler\)"):
+        bus.subscribe(OrderPaid, print)  # type: ignore[call-overload]
+    assert bus.handlers_for(OrderPaid) == []

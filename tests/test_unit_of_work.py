@@ -166,3 +166,24 @@ def test_getting_an_order_twice_gives_the_same_object(store: EventStore) -> None
         second.ship()
         uow.commit()
     assert store.version("order-o-1") == 3
+
+
+class _Interrupted(BaseException):
+    """Something no handler error record catches: the process being told to stop."""
+
+
+def test_a_publish_that_fails_after_the_save_leaves_the_status_saved_not_discarded() -> None:
+    """The store holds the events, so the unit of work must not say it threw them away."""
+    store, bus = InMemoryEventStore(), EventBus()
+
+    def stop(event: object) -> None:
+        raise _Interrupted
+
+    bus.register(OrderCreated, stop)
+    with pytest.raises(_Interrupted), UnitOfWork(store, bus) as uow:
+        uow.repository(Order).add(Order.create("o-1", "c-7", 42.0))
+        uow.commit()
+    assert [stored.type_name for stored in store.read("order-o-1")] == ["OrderCreated"]
+    assert uow.status == "saved" and uow.published == []
+    assert str(uow.steps[-1]) == "unpublished: 1 saved event not published"
+    assert repr(uow) == "UnitOfWork(saved, 3 steps)"

@@ -230,6 +230,13 @@ class BaseBus:
         """
         if isinstance(handler_or_type, type):
             message_types = (handler_or_type, *more_types)
+            not_types = [value for value in more_types if not isinstance(value, type)]
+            if not_types:
+                raise TypeError(
+                    "subscribe() takes message classes and returns a decorator, got "
+                    f"{describe_value(not_types[0])} among them; to register a function "
+                    "directly, call bus.register(MessageType, handler)"
+                )
 
             def decorate(handler: H) -> H:
                 for message_type in message_types:

@@ -35,9 +35,14 @@ the first copy. An event that has an ``event_id`` field of its own (an
 id prefix and its global position in the store: ``evt-17``. Pass ``id_prefix="evt-"`` for
 ids a lesson can print; by default the prefix is random, chosen once when the outbox is
 created and kept in the file, so two outboxes (or a deleted and re-created one) never reuse
-an id. The ids are written by the trigger, in SQL, which is why the id "factory" is a
-prefix and not a Python function: Python code cannot run inside another connection's
-transaction.
+an id. An id is never given twice: an append whose event would take an id already in the
+outbox (the same event appended twice, or events' own ids that collide with ``prefix`` +
+position, such as :class:`~eda_lesson.core.messages.SequentialIds` ``("evt")`` beside
+``id_prefix="evt-"``) is refused whole, with nothing written, because a consumer would
+otherwise drop the second event as a duplicate.
+
+The ids are written by the trigger, in SQL, which is why the id "factory" is a prefix and
+not a Python function: Python code cannot run inside another connection's transaction.
 
 What this module does not do: talk to Redis (see :mod:`eda_lesson.transport.redis_streams`), run
 several relays on one outbox (two relays would each publish every row: still correct
@@ -57,7 +62,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol, Self, runtime_checkable
 from eda_lesson.core.bus import EventBus, require_sync_bus
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
-from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.serialization import EventFormatError, EventRegistry
 from eda_lesson.patterns.store import EventStore, SQLiteEventStore
 from eda_lesson.patterns.unit_of_work import UnitOfWork
 
@@ -67,9 +72,11 @@ __all__ = [
     "Outbox",
     "OutboxMessage",
     "OutboxUnitOfWork",
+    "ParkedMessage",
     "Publisher",
     "Relay",
     "SimulatedCrash",
+    "UndeliverableError",
     "simulate_crash",
 ]
 
@@ -104,10 +111,35 @@ class OutboxMessage(NamedTuple):
     payload: str
     """The event's fields as JSON text, exactly as the store wrote them."""
     sent: bool = False
+    parked: bool = False
+    """Set aside by a relay because the publisher refused it (see :meth:`Outbox.parked`)."""
+
+    @property
+    def state(self) -> str:
+        """'waiting', 'sent' or 'parked'."""
+        return "sent" if self.sent else "parked" if self.parked else "waiting"
 
     def __repr__(self) -> str:
-        state = "sent" if self.sent else "waiting"
-        return f"OutboxMessage({self.event_id} {self.event_type} from {self.stream_id}, {state})"
+        return (
+            f"OutboxMessage({self.event_id} {self.event_type} from {self.stream_id}, {self.state})"
+        )
+
+
+class ParkedMessage(NamedTuple):
+    """A message a relay set aside, and why."""
+
+    message: OutboxMessage
+    reason: str
+    """The publisher's error, as ``TypeName: message``."""
+
+
+class UndeliverableError(Exception):
+    """Raised by a publisher for one message it can never publish (not a passing fault).
+
+    A relay parks such a message, with the error as its reason, and goes on with the rest;
+    :class:`~eda_lesson.patterns.serialization.EventFormatError` (a payload the registry cannot
+    read) is treated the same way.
+    """
 
 
 @runtime_checkable
@@ -118,6 +150,15 @@ class Publisher(Protocol):
         """Send ``messages`` in order; return once they are safely with the broker."""
         ...
 
+
+_TAKEN_ID = (
+    "eda-lesson outbox: this event id is already in the outbox, so a consumer would drop "
+    "the event as a duplicate; nothing was appended. Either the same event was appended "
+    "twice, or the events' own ids (event_id) collide with the ids the outbox makes from "
+    "its id_prefix and the position: give the outbox an id_prefix that no event id starts "
+    "with"
+)
+"""Why an append is refused when its event would take an id the outbox holds already."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -131,7 +172,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (position) WHERE sent = 0;
+CREATE INDEX IF NOT EXISTS outbox_event_ids ON outbox (event_id);  -- the trigger below keeps ids unique; an older file may hold duplicates already
 CREATE TABLE IF NOT EXISTS outbox_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS outbox_refuses_a_taken_id BEFORE INSERT ON outbox
+WHEN EXISTS (SELECT 1 FROM outbox WHERE event_id = NEW.event_id) BEGIN
+    SELECT RAISE(ABORT, '{taken_id}');
+END;
 CREATE TRIGGER IF NOT EXISTS outbox_on_append AFTER INSERT ON events BEGIN
     INSERT INTO outbox (event_id, store_position, stream_id, event_type, schema_version, payload)
     VALUES (
@@ -143,10 +189,15 @@ CREATE TRIGGER IF NOT EXISTS outbox_on_append AFTER INSERT ON events BEGIN
         NEW.position, NEW.stream_id, NEW.event_type, NEW.schema_version, NEW.payload
     );
 END;
-"""
+""".replace("{taken_id}", _TAKEN_ID.replace("'", "''"))
+_WAITING_STATE, _SENT_STATE, _PARKED_STATE = 0, 1, 2  # the values of the ``sent`` column
 _COLUMNS = "position, event_id, stream_id, event_type, schema_version, payload, sent"
 _WAITING = f"SELECT {_COLUMNS} FROM outbox WHERE sent = 0 ORDER BY position LIMIT ?"
 _MARK_SENT = "UPDATE outbox SET sent = 1 WHERE position BETWEEN ? AND ? AND sent = 0"
+_PARK = "UPDATE outbox SET sent = 2, failure = ? WHERE position = ? AND sent = 0"
+_PARKED = f"SELECT {_COLUMNS}, failure FROM outbox WHERE sent = 2 ORDER BY position"
+_REQUEUE = "UPDATE outbox SET sent = 0, failure = NULL WHERE position = ? AND sent = 2"
+_COUNTS = "SELECT sent, COUNT(*) FROM outbox GROUP BY sent"
 
 
 class Outbox:
@@ -204,6 +255,9 @@ class Outbox:
         try:
             for statement in _statements(_SCHEMA):
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if "failure" not in columns:  # a file written before parking existed
+                db.execute("ALTER TABLE outbox ADD COLUMN failure TEXT")
             row = db.execute("SELECT value FROM outbox_settings WHERE key = 'id_prefix'").fetchone()
             if row is None:
                 chosen = id_prefix if id_prefix is not None else f"{secrets.token_hex(4)}-"
@@ -241,10 +295,20 @@ class Outbox:
         return [_message(row) for row in rows]
 
     def counts(self) -> tuple[int, int]:
-        """``(sent, waiting)``: how many messages were sent and how many wait for the relay."""
+        """``(sent, waiting)``: how many messages were sent and how many wait for the relay
+        (parked messages are neither; :meth:`parked` lists them)."""
+        states = self._states()
+        return states.get(_SENT_STATE, 0), states.get(_WAITING_STATE, 0)
+
+    def _states(self) -> dict[int, int]:
         with self._lock:
-            total, sent = self._db.execute("SELECT COUNT(*), SUM(sent) FROM outbox").fetchone()
-        return int(sent or 0), int(total) - int(sent or 0)
+            return {int(state): int(count) for state, count in self._db.execute(_COUNTS)}
+
+    def parked(self) -> list[ParkedMessage]:
+        """The messages a relay set aside because the publisher refused them, oldest first."""
+        with self._lock:
+            rows = self._db.execute(_PARKED).fetchall()
+        return [ParkedMessage(_message(row[:-1]), str(row[-1])) for row in rows]
 
     # ------------------------------------------------------------------ writing
 
@@ -252,12 +316,35 @@ class Outbox:
         """Record that ``messages`` (a run of consecutive waiting rows) were published."""
         if not messages:
             return
-        first, last = messages[0].position, messages[-1].position
+        self._write(_MARK_SENT, (messages[0].position, messages[-1].position))
+
+    def park(self, message: OutboxMessage, reason: str) -> None:
+        """Set a waiting ``message`` aside with ``reason``: the relay skips it from now on."""
+        self._write(_PARK, (reason, message.position))
+
+    def requeue(self, positions: Sequence[int] | None = None) -> int:
+        """Put parked messages back in the queue (all of them, or those at ``positions``),
+        once whatever refused them is fixed; return how many went back."""
+        if positions is None:
+            positions = [parked.message.position for parked in self.parked()]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(_MARK_SENT, (first, last))
+                moved = sum(db.execute(_REQUEUE, (position,)).rowcount for position in positions)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return moved
+
+    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(statement, parameters)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -273,23 +360,24 @@ class Outbox:
             if number == limit:
                 lines.append("  ...")
                 break
-            state = "sent" if message.sent else "waiting"
             lines.append(
                 f"  {message.position:>4}  {message.event_id}  {message.stream_id}  "
-                f"{message.event_type} v{message.schema_version}  {state}"
+                f"{message.event_type} v{message.schema_version}  {message.state}"
             )
         return "\n".join(lines)
 
     def __len__(self) -> int:
-        return sum(self.counts())
+        return sum(self._states().values())
 
     def __repr__(self) -> str:
         name = Path(self.path).name
         try:
-            sent, waiting = self.counts()
+            states = self._states()
         except sqlite3.ProgrammingError:  # closed
             return f"Outbox({name!r}, closed)"
-        return f"Outbox({name!r}, {plural(sent + waiting, 'message')}, {waiting} waiting)"
+        parked = states.get(_PARKED_STATE, 0)
+        waiting = f"{states.get(_WAITING_STATE, 0)} waiting" + f", {parked} parked" * bool(parked)
+        return f"Outbox({name!r}, {plural(sum(states.values()), 'message')}, {waiting})"
 
     # ------------------------------------------------------------------ lifetime
 
@@ -316,9 +404,16 @@ def _statements(script: str) -> list[str]:
 
 
 def _message(row: tuple[Any, ...]) -> OutboxMessage:
-    position, event_id, stream_id, event_type, schema_version, payload, sent = row
+    position, event_id, stream_id, event_type, schema_version, payload, state = row
     return OutboxMessage(
-        position, event_id, stream_id, event_type, schema_version, payload, bool(sent)
+        position,
+        event_id,
+        stream_id,
+        event_type,
+        schema_version,
+        payload,
+        sent=state == _SENT_STATE,
+        parked=state == _PARKED_STATE,
     )
 
 
@@ -337,6 +432,13 @@ class Relay:
     its successor publish the batch again.
 
     ``published`` counts every message handed to the publisher, re-sends included.
+
+    A message the publisher can never publish (it raises :class:`UndeliverableError`, or an
+    :class:`~eda_lesson.patterns.serialization.EventFormatError` for a payload it cannot
+    read) does not stop the relay: the batch is retried one message at a time, the refused
+    message is *parked* with its reason (``outbox.parked()``; ``outbox.requeue()`` puts it
+    back once fixed) and the messages after it are published. Any other error stops the
+    relay with nothing marked that was not published.
     """
 
     def __init__(
@@ -362,19 +464,32 @@ class Relay:
         self.before_mark = before_mark
         self.published = 0
         self.batches = 0
+        self.parked = 0
 
     def publish_batch(self) -> int:
-        """Publish the oldest waiting batch and mark it sent; return its size (0: none waiting)."""
+        """Publish the oldest waiting batch and mark it sent; return how many messages left
+        the queue, parked ones included (0: none waiting)."""
         batch = self.outbox.waiting(self.batch_size)
         if not batch:
             return 0
+        try:
+            self._publish(batch)
+        except _REFUSALS:
+            for message in batch:  # find the refused ones; the rest go out as usual
+                try:
+                    self._publish([message])
+                except _REFUSALS as error:
+                    self.outbox.park(message, f"{type(error).__name__}: {error}")
+                    self.parked += 1
+        return len(batch)
+
+    def _publish(self, batch: Sequence[OutboxMessage]) -> None:
         self.publisher.publish(batch)
         self.published += len(batch)
         self.batches += 1
         if self.before_mark is not None:
             self.before_mark(batch)
         self.outbox.mark_sent(batch)
-        return len(batch)
 
     def publish_pending(self, max_batches: int | None = None) -> int:
         """Publish batches until none are waiting (or ``max_batches`` were published)."""
@@ -420,10 +535,14 @@ class Relay:
         return total
 
     def __repr__(self) -> str:
+        parked = f", {self.parked} parked" * bool(self.parked)
         return (
             f"Relay({plural(self.published, 'message')} published in "
-            f"{plural(self.batches, 'batch', 'batches')})"
+            f"{plural(self.batches, 'batch', 'batches')}{parked})"
         )
+
+
+_REFUSALS = (UndeliverableError, EventFormatError)
 
 
 # ---------------------------------------------------------------------- in-process publishing
@@ -450,13 +569,21 @@ class BusPublisher:
         self._seen: set[str] = set()
 
     def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
+        """Decode every message first, then dispatch them in order: a payload the registry
+        cannot read raises before any message of the batch reached the bus."""
+        decoded = [
+            (
+                message,
+                self.registry.from_json(
+                    message.event_type, message.schema_version, message.payload
+                ),
+            )
+            for message in messages
+        ]
+        for message, event in decoded:
             if self.deduplicate and message.event_id in self._seen:
                 self.deliveries.append((message.event_id, "duplicate"))
                 continue
-            event = self.registry.from_json(
-                message.event_type, message.schema_version, message.payload
-            )
             self.results.append(self.bus.dispatch(event))
             self._seen.add(message.event_id)
             self.deliveries.append((message.event_id, "dispatched"))

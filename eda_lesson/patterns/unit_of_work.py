@@ -24,6 +24,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from eda_lesson.core.bus import EventBus, require_sync_bus
 from eda_lesson.core.result import DispatchResult
+from eda_lesson.core.text import plural
 from eda_lesson.patterns.aggregate import Aggregate, DomainError
 from eda_lesson.patterns.store import EventStore
 
@@ -122,8 +123,11 @@ class UnitOfWork:
         self.steps: list[WorkStep] = []
         self.published: list[object] = []
         self.status = "open"
-        """'open', then 'committed' after a commit, 'discarded' after leaving without one."""
+        """'open'; 'committed' once saved and published; 'discarded' after leaving without a
+        commit (nothing was saved); 'saved' when the save succeeded but publishing did not
+        finish (the store holds the events; :attr:`published` lists those the bus heard)."""
         self._repositories: dict[type[Aggregate], Repository[Any]] = {}
+        self._saved_count = 0
 
     def repository(self, aggregate_type: type[A]) -> Repository[A]:
         """The repository for ``aggregate_type`` in this unit of work."""
@@ -145,6 +149,7 @@ class UnitOfWork:
             self.status = "committed"
             return []
         events = self._save(changed)
+        self.status = "saved"  # from here on the events exist, whatever publishing does
         results = self._publish(events)
         self.status = "committed"
         return results
@@ -178,6 +183,7 @@ class UnitOfWork:
             f"{names} to {aggregate.stream_id}, version {aggregate.saved_version} -> {version}",
         )
         aggregate.collect_pending()
+        self._saved_count = len(events)
         return events
 
     def _publish(self, events: list[object]) -> list[DispatchResult]:
@@ -194,6 +200,10 @@ class UnitOfWork:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.status == "saved":
+            unheard = self._saved_count - len(self.published)
+            self.note("unpublished", f"{plural(unheard, 'saved event')} not published")
+            return
         if self.status != "open":
             return
         for repository in self._repositories.values():
@@ -214,8 +224,7 @@ class UnitOfWork:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        count = len(self.steps)
-        return f"{type(self).__name__}({self.status}, {count} step{'s' * (count != 1)})"
+        return f"{type(self).__name__}({self.status}, {plural(len(self.steps), 'step')})"
 
 
 class PublishBeforeCommitUnitOfWork(UnitOfWork):
