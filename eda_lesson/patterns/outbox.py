@@ -172,7 +172,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (position) WHERE sent = 0;
-CREATE INDEX IF NOT EXISTS outbox_event_ids ON outbox (event_id);  -- the trigger below keeps ids unique; an older file may hold duplicates already
+-- Not UNIQUE: the trigger below keeps new ids unique, and an older file may hold duplicates.
+CREATE INDEX IF NOT EXISTS outbox_event_ids ON outbox (event_id);
 CREATE TABLE IF NOT EXISTS outbox_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS outbox_refuses_a_taken_id BEFORE INSERT ON outbox
 WHEN EXISTS (SELECT 1 FROM outbox WHERE event_id = NEW.event_id) BEGIN
