@@ -295,3 +295,16 @@ def test_every_event_of_a_cascade_names_its_real_cause(fanout: list[int]) -> Non
         else:
             parent = result.events[result.calls[record.caused_by - 1].event_index].event
             assert event.causation_id == parent.event_id  # type: ignore[attr-defined]
+
+
+def test_a_delivery_id_belongs_to_the_delivered_object_only() -> None:
+    """Events a handler produces while a delivered event is handled are other events: they
+    must not borrow its id, or a guard keyed by it would skip them."""
+    from eda_lesson.core.messages import delivered_as, delivery_id
+
+    delivered, produced = object(), object()
+    assert delivery_id(delivered) is None
+    with delivered_as(delivered, "evt-7"):
+        assert delivery_id(delivered) == "evt-7"
+        assert delivery_id(produced) is None
+    assert delivery_id(delivered) is None

@@ -55,6 +55,8 @@ __all__ = [
     "SequentialIds",
     "caused_by",
     "current_cause",
+    "delivered_as",
+    "delivery_id",
     "new_id",
     "random_id",
     "running_cause",
@@ -133,6 +135,33 @@ def use_ids(factory: IdFactory) -> Iterator[IdFactory]:
         yield factory
     finally:
         _scoped_ids.reset(token)
+
+
+_delivered: ContextVar[tuple[object, str] | None] = ContextVar("eda_lesson_delivered", default=None)
+
+
+@contextmanager
+def delivered_as(event: object, event_id: str) -> Iterator[object]:
+    """``with delivered_as(event, "evt-7"):`` while the block runs, ``event`` is known by the
+    id a broker or an outbox delivered it under (see :func:`delivery_id`).
+
+    A consumer wraps its dispatch of each delivered event in this, so that handlers can
+    recognise a redelivery of a plain event that has no ``event_id`` field of its own. Only
+    that very object gets the id: the events its handlers produce are other events.
+    """
+    token = _delivered.set((event, event_id))
+    try:
+        yield event
+    finally:
+        _delivered.reset(token)
+
+
+def delivery_id(event: object) -> str | None:
+    """The id ``event`` was delivered under, inside :func:`delivered_as`; else None."""
+    delivered = _delivered.get()
+    if delivered is not None and delivered[0] is event:
+        return delivered[1]
+    return None
 
 
 def current_cause() -> Message | None:

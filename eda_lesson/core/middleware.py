@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from eda_lesson.core.bus import BaseBus, EventBus, Subscription
 from eda_lesson.core.checks import handler_name, is_async_callable, produced_messages
 from eda_lesson.core.clock import Clock, VirtualClock, current_clock
-from eda_lesson.core.messages import Message, running_cause
+from eda_lesson.core.messages import Message, delivery_id, running_cause
 from eda_lesson.core.result import safe_repr
 from eda_lesson.core.text import plural
 
@@ -876,7 +876,8 @@ class Skipped(NamedTuple):
 
 
 def message_key(event: object) -> Hashable:
-    """The key :func:`idempotent` uses by default: the event's ``event_id``.
+    """The key :func:`idempotent` uses by default: the event's ``event_id``, or else the id
+    a broker or an outbox delivered it under (:func:`~eda_lesson.core.messages.delivery_id`).
 
     An event without a usable id (none, None, an empty or blank string, or something
     unhashable) is refused with an error: equal-looking events are not the same event (pay
@@ -884,6 +885,8 @@ def message_key(event: object) -> Hashable:
     (:class:`~eda_lesson.core.messages.Message`) or pass ``key=``.
     """
     event_id = getattr(event, "event_id", None)
+    if event_id is None:
+        event_id = delivery_id(event)
     usable = isinstance(event_id, (str, int)) and not isinstance(event_id, bool)
     if usable and isinstance(event_id, str) and not event_id.strip():
         usable = False

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, Protocol, Self, runtime_checkable
 
 from eda_lesson.core.bus import EventBus, require_sync_bus
+from eda_lesson.core.messages import delivered_as
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
 from eda_lesson.patterns.serialization import EventFormatError, EventRegistry
@@ -585,7 +586,8 @@ class BusPublisher:
             if self.deduplicate and message.event_id in self._seen:
                 self.deliveries.append((message.event_id, "duplicate"))
                 continue
-            self.results.append(self.bus.dispatch(event))
+            with delivered_as(event, message.event_id):  # handlers can tell a re-send
+                self.results.append(self.bus.dispatch(event))
             self._seen.add(message.event_id)
             self.deliveries.append((message.event_id, "dispatched"))
 
