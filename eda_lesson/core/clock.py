@@ -29,7 +29,7 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "current_clock"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "WallClock", "current_clock"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,19 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
+
+
+class WallClock:
+    """Calendar time: ``time.time`` (seconds since 1970, the same in every process) and
+    ``time.sleep``. For times that are stored and read by another process later, such as a
+    saga's deadline; it can jump when the system's time is set, so measure durations with
+    :class:`SystemClock`."""
+
+    now = staticmethod(time.time)
+    sleep = staticmethod(time.sleep)
+
+    def __repr__(self) -> str:
+        return "WallClock()"
 
 
 class VirtualClock:

@@ -5,16 +5,22 @@ shape is plain data: a :class:`StateMachine` names the states and the :class:`Tr
 each event type causes, what the process sends on the way, and which steps undo earlier ones
 (compensation). Being data, it can be printed, checked and drawn before anything runs.
 
+A state can have a :class:`Deadline`: how long the process waits there for an answer, how
+many times it asks again, and which trigger it takes when it gives up (the failure of that
+step, so that giving up runs the same compensation as a refusal). A state whose deadline names
+no such trigger is a step that cannot be undone automatically (the pivot: the money is
+taken); giving up there flags the saga for a person instead.
+
 What this module does not do: keep a saga's state (an aggregate does that, see
-:mod:`eda_lesson.shop.fulfilment` for the shop's), send the commands, or time out a saga that
-waits forever.
+:mod:`eda_lesson.shop.fulfilment` for the shop's), send the commands, or watch the clock (the
+process manager that owns the sagas checks their deadlines).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["StateMachine", "Transition"]
+__all__ = ["Deadline", "StateMachine", "Transition"]
 
 
 # ---------------------------------------------------------------------- the state machine
@@ -38,12 +44,48 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """How long a process waits in one state for an answer, and what it does then."""
+
+    seconds: float
+    """Time to wait after sending the state's command (on the process manager's clock)."""
+    retries: int = 0
+    """How many times the command is sent again before giving up."""
+    gives_up_as: str = ""
+    """The trigger taken on giving up (a failure of the step, such as "PaymentFailed"); ""
+    for a step that cannot be undone automatically: the saga is flagged as stalled."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
+            raise ValueError(f"a deadline is a positive number of seconds, got {self.seconds!r}")
+        if not (isinstance(self.retries, int) and self.retries >= 0):
+            raise ValueError(f"retries is a whole number from 0, got {self.retries!r}")
+
+
+@dataclass(frozen=True)
 class StateMachine:
     """States and the transitions between them, as data a drawing can turn into a graph."""
 
     name: str
     initial: str
     transitions: tuple[Transition, ...]
+    deadlines: tuple[tuple[str, Deadline], ...] = ()
+    """``(state, deadline)`` pairs: the states that wait for an answer, and how long."""
+
+    def __post_init__(self) -> None:
+        states = self.states()
+        for state, deadline in self.deadlines:
+            if state not in states:
+                raise ValueError(f"a deadline for {state!r}, which is not a state of {self.name}")
+            if deadline.gives_up_as and self.transition(state, deadline.gives_up_as) is None:
+                raise ValueError(
+                    f"the deadline of {state!r} gives up as {deadline.gives_up_as!r}, but no "
+                    f"transition leaves {state!r} on that trigger; add one or leave it out"
+                )
+
+    def deadline(self, state: str) -> Deadline | None:
+        """The deadline of ``state``, or None if the process does not wait there."""
+        return dict(self.deadlines).get(state)
 
     def states(self) -> list[str]:
         """Every state, in the order the transitions first name them."""
@@ -80,6 +122,12 @@ class StateMachine:
             mark = "  (compensation)" if t.compensating else ""
             sends = f", sends {t.sends}" if t.sends else ""
             lines.append(f"  {t.source} --{t.trigger}--> {t.target}{sends}{mark}")
+        for state, deadline in self.deadlines:
+            then = deadline.gives_up_as or "flag for a person"
+            lines.append(
+                f"  {state}: wait {deadline.seconds:g} s, ask {deadline.retries} more "
+                f"time{'s' * (deadline.retries != 1)}, then {then}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eda_lesson.core.bus import EventBus, require_sync_bus
+from eda_lesson.core.clock import Clock
 from eda_lesson.core.result import DispatchResult
+from eda_lesson.core.text import plural
 from eda_lesson.patterns.aggregate import Aggregate
 from eda_lesson.patterns.event_methods import applies
-from eda_lesson.patterns.saga import StateMachine, Transition
+from eda_lesson.patterns.outbox import BusPublisher, Outbox, OutboxUnitOfWork, Relay
+from eda_lesson.patterns.saga import Deadline, StateMachine, Transition
 from eda_lesson.patterns.serialization import EventRegistry
-from eda_lesson.patterns.store import EventStore, InMemoryEventStore
+from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore
 from eda_lesson.patterns.unit_of_work import UnitOfWork
 from eda_lesson.shop.events import (
     LineItem,
@@ -53,10 +56,13 @@ __all__ = [
     "ChoreographedFulfilment",
     "FulfilmentAdvanced",
     "FulfilmentProcess",
+    "FulfilmentRetried",
     "FulfilmentSaga",
+    "FulfilmentStalled",
     "FulfilmentStarted",
     "OrchestratedFulfilment",
     "OrderCommand",
+    "OutboxFulfilment",
     "PaymentDeclinedError",
     "PaymentFailed",
     "PaymentGateway",
@@ -150,8 +156,16 @@ FULFILMENT = StateMachine(
         Transition("awaiting shipment", "OrderShipped", "shipped"),
         Transition("cancelling", "OrderCancelled", "cancelled"),
     ),
+    deadlines=(
+        ("awaiting stock", Deadline(30, retries=1, gives_up_as="StockReservationFailed")),
+        ("awaiting payment", Deadline(60, retries=2, gives_up_as="PaymentFailed")),
+        ("awaiting shipment", Deadline(120, retries=1)),  # the pivot: the money is taken
+        ("releasing stock", Deadline(30, retries=3)),
+        ("cancelling", Deadline(30, retries=3)),
+    ),
 )
-"""The fulfilment process: the happy path to 'shipped', and two ways to 'cancelled'."""
+"""The fulfilment process: the happy path to 'shipped', two ways to 'cancelled', and how long
+each step may wait for an answer."""
 
 
 # ---------------------------------------------------------------------- the saga's state
@@ -163,6 +177,8 @@ class FulfilmentStarted(OrderEvent):
 
     total: float = 0.0
     items: tuple[LineItem, ...] = ()
+    due_at: float | None = field(default=None, repr=False)
+    """When the first step's answer is due (None: no deadline)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,25 @@ class FulfilmentAdvanced(OrderEvent):
     """The process moved to ``state`` because ``trigger`` happened."""
 
     trigger: str = ""
+    state: str = ""
+    reason: str = ""
+    due_at: float | None = field(default=None, repr=False)
+    """When the new state's answer is due (None: the process does not wait there)."""
+
+
+@dataclass(frozen=True)
+class FulfilmentRetried(OrderEvent):
+    """No answer came in time: the process sent the state's command again."""
+
+    state: str = ""
+    attempt: int = 2
+    due_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FulfilmentStalled(OrderEvent):
+    """No answer came, and the step cannot be undone automatically: a person must look."""
+
     state: str = ""
     reason: str = ""
 
@@ -188,6 +223,14 @@ class FulfilmentSaga(Aggregate):
     """Why the process is being undone ('' while all goes well)."""
     path: list[Transition]
     """The transitions taken so far, in order."""
+    due_at: float | None
+    """When the answer to the current state's command is due (None: nothing awaited)."""
+    attempts: int
+    """How many times the current state's command was sent."""
+    sent: list[str]
+    """The commands the saga recorded as sent (with ``record_commands``), in order."""
+    stalled: str
+    """Why a person must look at this saga ('' while it runs by itself)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -196,23 +239,57 @@ class FulfilmentSaga(Aggregate):
         self.items = ()
         self.reason = ""
         self.path = []
+        self.due_at = None
+        self.attempts = 0
+        self.sent = []
+        self.stalled = ""
 
     @classmethod
-    def start(cls, event: OrderCreated) -> FulfilmentSaga:
+    def start(cls, event: OrderCreated, now: float | None = None) -> FulfilmentSaga:
         """A saga for a newly created order (records FulfilmentStarted)."""
         saga = cls()
-        saga.record(FulfilmentStarted(event.order_id, event.total, event.items))
+        first = cls.machine.transition(cls.machine.initial, "OrderCreated")
+        due_at = cls._due(first.target if first else "", now)
+        saga.record(FulfilmentStarted(event.order_id, event.total, event.items, due_at))
         return saga
 
-    def advance(self, event: object) -> Transition | None:
+    def advance(self, event: object, now: float | None = None) -> Transition | None:
         """Move on ``event`` if the state machine expects it here; return the transition
         taken, or None (the event is ignored and nothing is recorded)."""
         transition = self.machine.transition(self.state, type(event).__name__)
         if transition is None:
             return None
         reason = getattr(event, "reason", "") if transition.sends else ""
-        self.record(FulfilmentAdvanced(self.id, transition.trigger, transition.target, reason))
+        due_at = self._due(transition.target, now)
+        self.record(
+            FulfilmentAdvanced(self.id, transition.trigger, transition.target, reason, due_at)
+        )
         return transition
+
+    def overdue(self, now: float) -> bool:
+        """Whether the answer the saga waits for is late at ``now``."""
+        return self.due_at is not None and now >= self.due_at and not self.stalled
+
+    def retry(self, now: float) -> bool:
+        """If the state's deadline allows another try, record it and return True."""
+        deadline = self.machine.deadline(self.state)
+        if deadline is None or self.attempts > deadline.retries:
+            return False
+        self.record(
+            FulfilmentRetried(self.id, self.state, self.attempts + 1, now + deadline.seconds)
+        )
+        return True
+
+    def stall(self, reason: str) -> None:
+        """Flag the saga for a person (records FulfilmentStalled)."""
+        self.record(FulfilmentStalled(self.id, self.state, reason))
+
+    @classmethod
+    def _due(cls, state: str, now: float | None) -> float | None:
+        """When an answer is due in ``state``; None if it has no deadline, or no clock
+        runs (``now`` is None)."""
+        deadline = cls.machine.deadline(state)
+        return None if deadline is None or now is None else now + deadline.seconds
 
     @property
     def finished(self) -> bool:
@@ -224,11 +301,26 @@ class FulfilmentSaga(Aggregate):
         self.total = event.total
         self.items = event.items
         self._move("OrderCreated")
+        self.due_at, self.attempts = event.due_at, 1
 
     @applies(FulfilmentAdvanced)
     def _advanced(self, event: FulfilmentAdvanced) -> None:
         self._move(event.trigger)
         self.reason = event.reason or self.reason
+        self.due_at, self.attempts = event.due_at, 1
+
+    @applies(FulfilmentRetried)
+    def _retried(self, event: FulfilmentRetried) -> None:
+        self.due_at, self.attempts = event.due_at, event.attempt
+
+    @applies(FulfilmentStalled)
+    def _stalled(self, event: FulfilmentStalled) -> None:
+        self.stalled = event.reason
+        self.due_at = None
+
+    @applies(OrderCommand, ShipmentRequested)  # ShipmentRequested is sent like a command
+    def _sent(self, command: OrderCommand | ShipmentRequested) -> None:
+        self.sent = [*self.sent, type(command).__name__]
 
     def _move(self, trigger: str) -> None:
         transition = self.machine.transition(self.state, trigger)
@@ -237,7 +329,12 @@ class FulfilmentSaga(Aggregate):
             self.state = transition.target
 
     def __repr__(self) -> str:
-        return f"FulfilmentSaga({self.id!r}, state={self.state!r}, version={self.version})"
+        waiting = f", due at {self.due_at:g}" if self.due_at is not None else ""
+        stalled = ", stalled" if self.stalled else ""
+        return (
+            f"FulfilmentSaga({self.id!r}, state={self.state!r}{waiting}{stalled}, "
+            f"version={self.version})"
+        )
 
 
 # ---------------------------------------------------------------------- participants
@@ -254,11 +351,18 @@ class PaymentGateway:
     declined: set[str] = field(default_factory=set)
     decline_all: bool = False
     received: dict[str, float] = field(default_factory=dict)
+    unanswered: set[str] = field(default_factory=set)
+    """Orders whose charge requests get lost on the way: no charge, no answer."""
 
-    def charge(self, order_id: str, amount: float) -> None:
+    def charge(self, order_id: str, amount: float) -> bool:
+        """Charge once per order (a repeated request for a charged order changes nothing);
+        False when the request got no answer."""
+        if order_id in self.unanswered:
+            return False
         if self.decline_all or order_id in self.declined:
             raise PaymentDeclinedError(f"card declined for order {order_id}")
-        self.received[order_id] = amount
+        self.received.setdefault(order_id, amount)
+        return True
 
     def __repr__(self) -> str:
         declines = "everything" if self.decline_all else ", ".join(sorted(self.declined))
@@ -273,6 +377,10 @@ class Warehouse:
         self.inventory = Inventory(stock=dict(stock or {}))
 
     def reserve(self, order_id: str, items: tuple[LineItem, ...]) -> OrderEvent:
+        """Reserve the items, once per order: a repeated request answers the same again."""
+        held = self.inventory.reserved.get(order_id)
+        if held is not None:
+            return StockReserved(order_id, held)
         try:
             self.inventory.reserve(order_id, items)
         except OutOfStockError as error:
@@ -327,17 +435,25 @@ class _Fulfilment:
 
     def _charge(self, order_id: str, amount: float) -> PaymentFailed | None:
         try:
-            self.payments.charge(order_id, amount)
+            answered = self.payments.charge(order_id, amount)
         except PaymentDeclinedError as error:
             return PaymentFailed(order_id, str(error))
-        self._change_order(order_id, lambda order: order.pay(amount))
+        if answered and self.order(order_id).status == "created":
+            self._change_order(order_id, lambda order: order.pay(amount))
         return None
 
+    # A participant may hear a command twice (a saga re-sends on a deadline; a relay re-sends
+    # after a crash), so each one does nothing when its work is done already.
+
     def _ship(self, order_id: str) -> None:
+        if self.order(order_id).status != "paid":
+            return
         tracking_code = self.shipping.ship(order_id)
         self._change_order(order_id, lambda order: order.ship(tracking_code))
 
     def _cancel(self, order_id: str, reason: str) -> None:
+        if self.order(order_id).status == "cancelled":
+            return
         self._change_order(order_id, lambda order: order.cancel(reason))
 
 
@@ -345,13 +461,28 @@ class FulfilmentProcess:
     """The process manager: moves each order's :class:`FulfilmentSaga` through
     :data:`FULFILMENT` and answers each move with the command the transition sends.
 
-    The saga is saved before the command goes out (commit, then publish), so a crash never
-    leaves a command sent by a saga that does not remember sending it.
+    The saga is saved before its command goes out. With ``record_commands=True`` the command
+    is saved *with* it, in the saga's own stream and the same append: on a
+    :class:`~eda_lesson.patterns.store.SQLiteEventStore` with an
+    :class:`~eda_lesson.patterns.outbox.Outbox` the command then gets its outbox row in that
+    transaction, and :meth:`react` returns nothing (the relay sends it). Without it the
+    command is returned for the bus to dispatch at once, and a crash between the save and
+    the dispatch loses it (the deadline then sends it again).
+
+    :meth:`check_deadlines` asks the clock which sagas wait too long for an answer, and sends
+    their command again or gives up as the state's :class:`~eda_lesson.patterns.saga.Deadline`
+    says. Deadlines are set only when the process has a ``clock``: give it
+    :class:`~eda_lesson.core.clock.WallClock` in production (deadlines are stored, and read
+    again by whichever process checks them), a ``VirtualClock`` in lessons.
     """
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self, store: EventStore, *, clock: Clock | None = None, record_commands: bool = False
+    ) -> None:
         self.store = store
-        self._messages: dict[str, Callable[[FulfilmentSaga], object]] = {
+        self.clock = clock
+        self.record_commands = record_commands
+        self._messages: dict[str, Callable[[FulfilmentSaga], OrderCommand | OrderEvent]] = {
             "ReserveStock": lambda saga: ReserveStock(saga.id, saga.items),
             "ChargePayment": lambda saga: ChargePayment(saga.id, saga.total),
             "ShipmentRequested": lambda saga: ShipmentRequested(saga.id),
@@ -359,27 +490,85 @@ class FulfilmentProcess:
             "CancelOrder": lambda saga: CancelOrder(saga.id, saga.reason),
         }
 
+    def now(self) -> float | None:
+        """The clock's time; None without a clock (then no deadline is set)."""
+        return None if self.clock is None else self.clock.now()
+
     def react(self, event: OrderEvent) -> object | None:
         """Advance the order's saga on ``event``; return the command to send, if any."""
         saga = self.saga(event.order_id)
         if saga is None:
             if not isinstance(event, OrderCreated):
                 return None  # not an order this process manages
-            saga = FulfilmentSaga.start(event)
+            saga = FulfilmentSaga.start(event, self.now())
             transition = saga.path[-1]
         else:
-            found = saga.advance(event)
+            found = saga.advance(event, self.now())
             if found is None:
                 return None  # not expected in this state: ignored, nothing recorded
             transition = found
-        self.store.append(saga.stream_id, saga.pending, saga.saved_version)
+        return self._save(saga, transition.sends)
+
+    def check_deadlines(self) -> list[object]:
+        """For every saga whose answer is overdue: send the command again, give up into the
+        state's failure trigger (and its compensation), or flag it for a person. Returns
+        the messages to dispatch (none with ``record_commands``: the relay sends them)."""
+        now, out = self.now(), []
+        if now is None:
+            raise ValueError(
+                "this process has no clock, so its sagas have no deadlines: build it with "
+                "clock=WallClock() (or a VirtualClock in a lesson or a test)"
+            )
+        for saga in self.sagas():
+            if not saga.overdue(now):
+                continue
+            message = self._act_on_lateness(saga, now)
+            if message is not None:
+                out.append(message)
+        return out
+
+    def _act_on_lateness(self, saga: FulfilmentSaga, now: float) -> object | None:
+        state, tries = saga.state, plural(saga.attempts, "try", "tries")
+        if saga.retry(now):
+            return self._save(saga, self._sends_in(state))
+        deadline = saga.machine.deadline(state)
+        reason = f"no answer in {state!r} after {tries}"
+        if deadline is not None and deadline.gives_up_as:
+            failure = _TRIGGERS[deadline.gives_up_as](saga.id, reason)
+            transition = saga.advance(failure, now)
+            return self._save(saga, transition.sends if transition else "")
+        saga.stall(reason)
+        return self._save(saga, "")
+
+    def _sends_in(self, state: str) -> str:
+        """The command that leads into ``state`` (what is re-sent while waiting there)."""
+        into = [t for t in FULFILMENT.transitions if t.target == state and t.sends]
+        return into[0].sends if into else ""
+
+    def _save(self, saga: FulfilmentSaga, sends: str) -> object | None:
+        message = self._messages[sends](saga) if sends else None
+        events = list(saga.pending)
+        if message is not None and self.record_commands:
+            events.append(message)
+        self.store.append(saga.stream_id, events, saga.saved_version)
         saga.collect_pending()
-        return self._messages[transition.sends](saga) if transition.sends else None
+        return None if self.record_commands else message
 
     def saga(self, order_id: str) -> FulfilmentSaga | None:
         """The saga of ``order_id`` rebuilt from its events, or None if it never started."""
         stored = self.store.read(FulfilmentSaga.stream_for(order_id))
         return FulfilmentSaga.from_events(s.event for s in stored) if stored else None
+
+    def sagas(self) -> list[FulfilmentSaga]:
+        """Every saga that has not finished, oldest stream first."""
+        prefix = f"{FulfilmentSaga.stream_prefix}-"
+        found = []
+        for stream_id in self.store.stream_ids():
+            if stream_id.startswith(prefix):
+                saga = FulfilmentSaga.from_events(s.event for s in self.store.read(stream_id))
+                if not saga.finished:
+                    found.append(saga)
+        return found
 
     def __repr__(self) -> str:
         return f"FulfilmentProcess({FULFILMENT.name!r})"
@@ -408,6 +597,9 @@ class OrchestratedFulfilment(_Fulfilment):
     >>> result = shop.place_order("o-1", "c-7", [LineItem("book", 1)], total=12.0)
     >>> shop.saga("o-1").state, shop.order("o-1").status, shop.warehouse
     ('cancelled', 'cancelled', Warehouse(book=2))
+
+    A step whose answer never comes times out on ``clock``: :meth:`check_deadlines` sends
+    the command again, then gives up into the step's failure and its compensation.
     """
 
     def __init__(
@@ -416,9 +608,10 @@ class OrchestratedFulfilment(_Fulfilment):
         *,
         store: EventStore | None = None,
         bus: EventBus | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(stock, store=store, bus=bus)
-        self.process = FulfilmentProcess(self.store)
+        self.process = FulfilmentProcess(self.store, clock=clock)
         for trigger in FULFILMENT.triggers():
             self.bus.register(_TRIGGERS[trigger], self.process.react)
         self.bus.register(ReserveStock, self.reserve_stock)
@@ -433,6 +626,11 @@ class OrchestratedFulfilment(_Fulfilment):
         if saga is None:
             raise LookupError(f"no fulfilment started for order {order_id!r}; place it first")
         return saga
+
+    def check_deadlines(self) -> list[DispatchResult]:
+        """Act on every saga whose answer is overdue (see
+        :meth:`FulfilmentProcess.check_deadlines`) and dispatch what that sends."""
+        return [self.bus.dispatch(message) for message in self.process.check_deadlines()]
 
     def reserve_stock(self, command: ReserveStock) -> OrderEvent:
         return self.warehouse.reserve(command.order_id, command.items)
@@ -451,6 +649,70 @@ class OrchestratedFulfilment(_Fulfilment):
 
     def __repr__(self) -> str:
         return f"OrchestratedFulfilment({self.warehouse!r}, {len(self.store.stream_ids())} streams)"
+
+
+class OutboxFulfilment(OrchestratedFulfilment):
+    """Orchestrated fulfilment whose every message goes through the outbox.
+
+    The order's changes are saved with :class:`~eda_lesson.patterns.outbox.OutboxUnitOfWork`
+    and the saga records each command in its own stream (``record_commands``): a command
+    is in the outbox the moment the saga's move is saved, in the same transaction, so no
+    crash can leave a saga that believes it asked while nobody was asked. :meth:`deliver`
+    runs the relay, which hands each message to the bus (answers that participants return
+    are dispatched in the same cascade); a crash before delivery only delays it.
+
+    >>> import tempfile, pathlib
+    >>> from eda_lesson.patterns.store import SQLiteEventStore
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fulfilment.db"
+    >>> shop = OutboxFulfilment(SQLiteEventStore(path, fulfilment_registry()), {"book": 2})
+    >>> shop.place_order("o-1", "c-7", [LineItem("book", 1)], total=12.0)
+    >>> shop.outbox.counts()  # (sent, waiting): OrderCreated waits for the relay
+    (0, 1)
+    >>> _ = shop.deliver()
+    >>> shop.saga("o-1").state, shop.saga("o-1").sent, shop.order("o-1").status
+    ('shipped', ['ReserveStock', 'ChargePayment', 'ShipmentRequested'], 'shipped')
+    """
+
+    def __init__(
+        self,
+        store: SQLiteEventStore,
+        stock: dict[str, int] | None = None,
+        *,
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(stock, store=store, bus=bus, clock=clock)
+        self.sqlite_store = store
+        self.process.record_commands = True
+        self.outbox = Outbox(store)
+        self.publisher = BusPublisher(self.bus, store.registry)
+        self.relay = Relay(self.outbox, self.publisher)
+
+    def place_order(  # type: ignore[override]
+        self, order_id: str, customer_id: str, items: Iterable[LineItem], total: float
+    ) -> None:
+        """Save the new order and its OrderCreated message; :meth:`deliver` sends it."""
+        with OutboxUnitOfWork(self.sqlite_store, self.outbox) as uow:
+            uow.repository(Order).add(Order.create(order_id, customer_id, total, items))
+            uow.commit()
+
+    def _change_order(self, order_id: str, change: Callable[[Order], None]) -> None:
+        with OutboxUnitOfWork(self.sqlite_store, self.outbox) as uow:
+            change(uow.repository(Order).get(order_id))
+            uow.commit()
+
+    def deliver(self) -> list[DispatchResult]:
+        """Relay every waiting message to the bus until none is left; return the dispatch
+        results, one per message delivered."""
+        before = len(self.publisher.results)
+        while self.relay.publish_pending():
+            pass
+        return self.publisher.results[before:]
+
+    def check_deadlines(self) -> list[DispatchResult]:
+        """Act on overdue sagas (their re-sent commands join the outbox), then deliver."""
+        self.process.check_deadlines()
+        return self.deliver()
 
 
 class ChoreographedFulfilment(_Fulfilment):
@@ -509,5 +771,11 @@ def fulfilment_registry() -> EventRegistry:
         PaymentFailed,
         FulfilmentStarted,
         FulfilmentAdvanced,
+        FulfilmentRetried,
+        FulfilmentStalled,
+        ReserveStock,
+        ChargePayment,
+        ReleaseStock,
+        CancelOrder,
     )
     return EventRegistry.of(*ORDER_EVENTS, *extra)
