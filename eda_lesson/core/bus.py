@@ -47,9 +47,10 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from eda_lesson.core.checks import (
     Kind,
@@ -84,6 +85,9 @@ from eda_lesson.core.result import (
 )
 from eda_lesson.core.text import plural
 
+if TYPE_CHECKING:
+    from eda_lesson.core.explain import Explanation
+
 __all__ = [
     "PLAN_CACHE_SIZE",
     "BaseBus",
@@ -115,6 +119,9 @@ class EventSource(Protocol):
 
 #: Plans kept at most; past it the cache starts again, so dynamically made classes can die.
 PLAN_CACHE_SIZE = 1024
+
+#: Registrations taken away that a bus remembers, to explain why a handler is not called.
+REMOVED_KEPT = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +178,8 @@ class BaseBus:
         self._dependencies: dict[str, object] = checked_dependencies(dependencies or {})
         self._collect_from: tuple[EventSource, ...] = checked_sources(collect_from)
         self._running = _RunningCascades()  # per thread: the sync bus's cascade under way
+        #: The latest registrations taken away (replaced or unregistered), for explain().
+        self.removed: deque[tuple[str, Subscription]] = deque(maxlen=REMOVED_KEPT)
         if middleware:
             self.use(*middleware)
 
@@ -210,6 +219,7 @@ class BaseBus:
                 self._registrations.setdefault(message_type, []).append(subscription)
             else:
                 del self._calls[registered[place]]
+                self.removed.append(("replaced", registered[place]))
                 registered[place] = subscription
             self._calls[subscription] = call
             self._plans = {}
@@ -264,7 +274,9 @@ class BaseBus:
             registered = self._registrations.get(message_type, [])
             place = _place_of(registered, identity_key(handler))
             if place is not None:
-                del self._calls[registered.pop(place)]
+                removed = registered.pop(place)
+                del self._calls[removed]
+                self.removed.append(("unregistered", removed))
                 if not registered:
                     del self._registrations[message_type]
                 self._plans = {}
@@ -322,6 +334,13 @@ class BaseBus:
                 self._plans = {}
             self._plans[message_type] = plan
             return plan
+
+    def explain(self, message: object, handler: Handler | str) -> Explanation:
+        """Why ``handler`` (a function, or its name) is or is not called for ``message`` (a
+        message, or its class): see :func:`eda_lesson.core.explain.explain`."""
+        from eda_lesson.core.explain import explain
+
+        return explain(self, message, handler)
 
     def subscriptions(self) -> list[Subscription]:
         """Every registration, grouped by message type in the order the types were first used."""
