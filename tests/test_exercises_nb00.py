@@ -128,3 +128,19 @@ def test_ex3_a_handler_that_thanks_the_customer_by_name_passes() -> None:
     feedback = check.ex3(thank_customer)
     assert feedback, feedback
     assert repr(feedback).startswith("Correct!")
+
+
+def test_a_first_miss_nudges_and_only_a_second_miss_prints_the_hint() -> None:
+    """A notebook saved after one run shows no hint (it often holds half the answer)."""
+    from eda_lesson.book.exercises import exercise, expect
+
+    @exercise("Exercise 99: a test of the feedback itself")
+    def check(answer: int) -> str:
+        expect(answer == 42, f"got {answer}", hint="the answer is forty-two")
+        return "right"
+
+    first, second = check(1), check(2)
+    assert "Hint:" not in repr(first) and "Try again" in repr(first)
+    assert first.hint == "the answer is forty-two" and not first.hint_shown
+    assert repr(second).endswith("Hint: the answer is forty-two") and second.misses == 2
+    assert repr(check(42)) == "Correct! Exercise 99: a test of the feedback itself: right"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 
 def not_yet(feedback: Feedback, *words: str) -> None:
-    text = repr(feedback)
+    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
     assert text.startswith("Not yet."), text
     for word in words:
         assert word in text, f"{word!r} not in {text!r}"

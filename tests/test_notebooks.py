@@ -411,3 +411,37 @@ def test_a_notebook_without_widgets_is_left_alone() -> None:
     before = copy.deepcopy(notebook)
     assert renumber_widget_ids(notebook) == {}
     assert notebook == before
+
+
+def _solution_lines(notebook: dict) -> set[str]:  # type: ignore[type-arg]
+    """Lines of code in the worked solutions (the markdown cells that fold one away)."""
+    lines: set[str] = set()
+    for cell in notebook["cells"]:
+        text = source(cell)
+        if cell["cell_type"] != "markdown" or "<details" not in text:
+            continue
+        for block in re.findall(r"```python\n(.*?)```", text, re.S):
+            lines |= {
+                line.strip()
+                for line in block.splitlines()
+                if len(line.strip()) >= 20
+                and not line.strip().startswith(("#", "from ", "import "))
+            }
+    return lines
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_no_committed_exercise_output_gives_its_solution_away(path: Path) -> None:
+    """A reader on GitHub sees the check's verdict on the stub, never the hint or the code."""
+    notebook = load(path)
+    solution = _solution_lines(notebook)
+    for cell in code_cells(notebook):
+        if "check.ex" not in source(cell):
+            continue
+        shown = "".join(
+            "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+            for output in cell.get("outputs", [])
+        )
+        assert "Hint:" not in shown, f"{path.name}: {source(cell)[:60]!r} prints its hint"
+        leaked = [line for line in solution if line in shown]
+        assert leaked == [], f"{path.name}: {source(cell)[:60]!r} prints solution code {leaked}"

@@ -24,23 +24,42 @@ P = ParamSpec("P")
 
 @dataclass(frozen=True)
 class Feedback:
-    """The verdict on one exercise: passed or not, what is wrong, and a hint."""
+    """The verdict on one exercise: passed or not, what is wrong, and a hint.
+
+    The hint is shown from the second miss of an exercise on: a first try gets what is
+    wrong and a nudge to try again, so a notebook saved after one run (what a reader sees on
+    GitHub) never prints the hint, which often holds half the answer. ``hint`` always has it.
+    """
 
     exercise: str
     passed: bool
     message: str
     hint: str = ""
+    misses: int = 1
+    """How many times this exercise has been missed in this session, this time included."""
 
     def __bool__(self) -> bool:
         return self.passed
+
+    @property
+    def hint_shown(self) -> bool:
+        return bool(self.hint) and self.misses >= HINT_AFTER
 
     def __repr__(self) -> str:
         if self.passed:
             return f"Correct! {self.exercise}: {self.message}"
         lines = [f"Not yet. {self.exercise}: {self.message}"]
-        if self.hint:
+        if self.hint_shown:
             lines.append(f"Hint: {self.hint}")
+        elif self.hint:
+            lines.append("Try again; if this check still says no, it will add a hint.")
         return "\n".join(lines)
+
+
+HINT_AFTER = 2
+"""The miss of an exercise from which its feedback shows the hint."""
+
+_misses: dict[str, int] = {}
 
 
 class RequirementNotMetError(Exception):
@@ -70,16 +89,22 @@ def exercise(title: str) -> Callable[[Callable[P, str | None]], Callable[P, Feed
             try:
                 praise = check(*args, **kwargs)
             except RequirementNotMetError as miss:
-                return Feedback(title, False, miss.message, miss.hint)
+                return Feedback(title, False, miss.message, miss.hint, _missed(title))
             except Exception as error:  # the learner's code raised: explain, do not crash
                 return Feedback(
                     title,
                     False,
                     f"running your code raised {type(error).__name__}: {error}",
                     "read the error message above; run your cell on its own to see the traceback",
+                    _missed(title),
                 )
             return Feedback(title, True, praise or "all checks pass")
 
         return run
 
     return decorate
+
+
+def _missed(title: str) -> int:
+    _misses[title] = _misses.get(title, 0) + 1
+    return _misses[title]
