@@ -2,8 +2,10 @@
 
 Use the context manager ``running_redis(folder)`` or the fixture ``redis_server``. The server
 runs in the foreground as our child process, so a test can SIGKILL it and start it again on
-the same port and folder (``server.kill()``, ``server.start()``). When ``redis-server`` is not
-installed the tests skip, naming the install command; under CI (``CI=true``) they fail.
+the same port and folder (``server.kill()``, ``server.start()``). ``password=...`` starts it
+with ``--requirepass``, as a server that refuses clients without the password. When
+``redis-server`` is not installed the tests skip, naming the install command; under CI
+(``CI=true``) they fail.
 """
 
 from __future__ import annotations
@@ -44,19 +46,34 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process we own: start, kill, start again, stop."""
 
-    def __init__(self, folder: Path, *, appendonly: bool = False, binary: str = "") -> None:
+    def __init__(
+        self, folder: Path, *, appendonly: bool = False, binary: str = "", password: str = ""
+    ) -> None:
         self.folder = folder
         self.appendonly = appendonly
+        self.password = password
         self.binary = binary or redis_server_binary()
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL clients use, with the password when the server requires one."""
+        secret = f":{self.password}@" if self.password else ""
+        return f"redis://{secret}127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """The URL without any password."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=10)
+        return redis.Redis(
+            port=self.port,
+            password=self.password or None,
+            decode_responses=True,
+            socket_timeout=10,
+        )
 
     def start(self) -> None:
         """Start the server (on the same port as before, after a kill) and wait for it."""
@@ -77,6 +94,7 @@ class RedisServer:
 
     def _command(self, port: int) -> list[str]:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else []
+        secret = ["--requirepass", self.password] if self.password else []
         return [
             self.binary,
             "--port", str(port),
@@ -84,6 +102,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             *persistence,
+            *secret,
             "--dir", str(self.folder),
             "--daemonize", "no",
             "--protected-mode", "yes",
@@ -91,7 +110,12 @@ class RedisServer:
 
     def _wait_until_ready(self, port: int, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
-        probe = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+        probe = redis.Redis(
+            port=port,
+            password=self.password or None,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
         try:
             while time.monotonic() < deadline:
                 if self.process is None or self.process.poll() is not None:
@@ -131,9 +155,11 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis(folder: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
+def running_redis(
+    folder: Path, *, appendonly: bool = False, password: str = ""
+) -> Iterator[RedisServer]:
     """A started redis-server, stopped (always) when the block ends."""
-    server = RedisServer(folder, appendonly=appendonly)
+    server = RedisServer(folder, appendonly=appendonly, password=password)
     try:
         server.start()
         yield server

@@ -40,6 +40,7 @@ from eda_lesson.transport.redis_streams import (
     processed_by,
     read_dead_letters,
     read_journal,
+    read_parked,
     stream_status,
 )
 
@@ -313,6 +314,7 @@ def test_a_relay_killed_between_publish_and_mark_resends_and_the_duplicates_are_
         "handled": 30,
         "duplicate": 30,
         "failed": 0,
+        "parked": 0,
         "dead-lettered": 0,
     }
     assert set(workers.calls().values()) == {1}, "no handler saw a re-sent copy"
@@ -372,6 +374,7 @@ def test_poison_messages_end_in_the_dead_letter_stream_and_the_worker_keeps_goin
     redis_server: RedisServer, workers: Workers
 ) -> None:
     client = connect(redis_server.url)
+    raw = redis.Redis(port=redis_server.port)
     _publish_orders(client, range(1, 6))
     client.xadd(STREAM, {"event_id": "bad-1", "type": "Refund", "version": 1, "payload": "{}"})
     client.xadd(STREAM, {"event_id": "bad-2", "type": "OrderCreated", "version": 1,
@@ -379,26 +382,36 @@ def test_poison_messages_end_in_the_dead_letter_stream_and_the_worker_keeps_goin
     StreamPublisher(client, STREAM, registry=REGISTRY).send(
         OrderCancelled("o-001"), event_id="bad-3"
     )
+    raw.xadd(STREAM, {"event_id": b"bad-4\xff", "type": "OrderCreated", "version": 1,
+                      "payload": "{}"})  # fmt: skip
+    nameless = '{"order_id": "o-y", "customer_id": "c", "total": 1.0}'
+    client.xadd(STREAM, {"event_id": "", "type": "OrderCreated", "version": 1,
+                         "payload": nameless})  # fmt: skip
     _publish_orders(client, range(6, 11))
     workers.start("w1", "--max-deliveries", "3", "--claim-idle-ms", "100")
     _wait_for(
-        lambda: len(read_dead_letters(client, STREAM, GROUP)) == 3 and _processed(client) == 10,
-        "three dead letters and ten orders",
+        lambda: len(read_dead_letters(client, STREAM, GROUP)) == 4 and _processed(client) == 10,
+        "four dead letters and ten orders",
     )
     _publish_orders(client, range(11, 16))
     _wait_for(lambda: _processed(client) == 15, "the orders sent after the poison")
     workers.stop("w1")
 
     letters = {letter.event_id: letter for letter in read_dead_letters(client, STREAM, GROUP)}
-    assert letters["bad-1"].reason.startswith("UnknownEventTypeError: unknown event type 'Refund'")
     assert letters["bad-2"].reason.startswith(
         "MalformedEventError: OrderCreated v1: the payload is not valid JSON"
     )
     assert letters["bad-3"].reason == (
         "failed on delivery 3 of 3: refuse_cancellation: RuntimeError: cannot cancel o-001"
     )
-    assert [letters[k].deliveries for k in ("bad-1", "bad-2", "bad-3")] == [1, 1, 3]
+    assert letters["bad-4\\xff"].reason.startswith("malformed entry: event_id 'bad-4\\xff'")
+    assert letters[""].reason.startswith("malformed entry: event_id is empty")
+    assert [letters[k].deliveries for k in ("bad-2", "bad-3", "bad-4\\xff", "")] == [1, 3, 1, 1]
+    [parked] = read_parked(client, STREAM, GROUP)
+    assert parked.event_id == "bad-1"
+    assert parked.reason.startswith("UnknownEventTypeError: unknown event type 'Refund'")
     assert workers.calls("refuse") == Counter({"o-001": 3})
     assert workers.confirmations() == _order_ids(15)
     assert stream_status(client, STREAM, GROUP).pending == 0
-    assert workers.log("w1").count("dead-lettered") >= 3
+    log = workers.log("w1")
+    assert log.count("dead-lettered") >= 4 and "parked Refund bad-1" in log

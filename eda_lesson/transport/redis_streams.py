@@ -15,9 +15,10 @@ once it has been pending longer than an idle time, because the consumer holding 
   in a loop, as a process.
 
 An entry holds four fields: ``event_id``, ``type`` (the registry name), ``version`` and
-``payload`` (the event's fields as JSON). Nothing is imported or unpickled because an entry
-names it: a type the registry does not know, or a payload that is not valid JSON for it,
-goes to the dead-letter stream with the reason, and no handler sees it.
+``payload`` (the event's fields as JSON). Anyone who can write to the stream can write
+anything into an entry, so the consumer reads entries as bytes and checks every field
+before it trusts one (see `What makes an entry malformed`_). Nothing is imported or
+unpickled because an entry names it.
 
 What happens to each entry
 --------------------------
@@ -29,11 +30,36 @@ What happens to each entry
 ``failed``
     A handler raised: the entry stays pending, and is delivered again (to this or another
     consumer) once it has been idle ``claim_idle_ms``. That idle time is the retry delay.
+``parked``
+    A well-formed entry of a type this consumer's registry does not know, or of a newer
+    version than it knows (the producers were upgraded first, in a rolling upgrade). It is
+    kept in the *parking stream* with the reason, then acknowledged; nothing is lost, and
+    :func:`replay_parked` puts it back in the stream once the workers know it. With
+    ``park_unknown=False`` such entries are dead-lettered instead.
 ``dead-lettered``
-    The entry cannot be read, or failed on its ``max_deliveries``-th delivery, or was
-    delivered more than ``max_deliveries`` times without ever being acknowledged (its
-    consumers died while handling it: a poison pill). It is added to the dead-letter stream
-    with its reason, then acknowledged, and the consumer goes on with the next entry.
+    The entry is malformed, or its payload does not fit its class, or it failed on its
+    ``max_deliveries``-th delivery, or it was delivered more than ``max_deliveries`` times
+    without ever being acknowledged (its consumers died while handling it: a poison pill).
+    It is added to the dead-letter stream with its reason, then acknowledged, and the
+    consumer goes on with the next entry.
+
+A dead letter or a parked entry is the original entry, field for field and byte for byte,
+plus fields named ``held:...`` saying why (``held:reason``, ``held:deliveries``,
+``held:consumer``, ``held:source_entry``). :func:`read_dead_letters` and :func:`read_parked`
+list them, :func:`replay_dead_letters` and :func:`replay_parked` add the original back to
+the stream (as a new entry, which every group of the stream then reads; the groups that
+handled the event already skip it as a duplicate) and remove it from where it was held,
+in one atomic step, so a replay never runs twice.
+
+What makes an entry malformed
+-----------------------------
+A missing field; an ``event_id`` or ``type`` that is empty, not UTF-8, longer than 200
+characters, or holds a control character (a newline would forge a line in a log); a
+``version`` that is not a whole number from 1 written in ASCII digits; a payload that is
+not UTF-8, or holds NaN, an infinite number or a lone surrogate (the registry never writes
+those, so reading refuses them too); an entry larger than ``max_entry_bytes``. A malformed
+entry is dead-lettered with its reason; it never stops the rest of its batch, nor the group.
+Fields an entry has beyond the four are kept (and copied into dead letters), not read.
 
 Effectively once, and where that stops
 --------------------------------------
@@ -55,20 +81,41 @@ transaction; to make it exactly once, make the effect itself idempotent, keyed b
 id or a business key (an upsert, ``INSERT OR IGNORE``, an idempotency key for the mailer).
 At-least-once delivery plus deduplication plus idempotent effects gives "effectively once".
 
+Trimming, for workers that run for ever
+---------------------------------------
+:func:`trim_group` (a worker calls it every minute) trims the stream and the
+processed-ids record by a rule that never loses work:
+
+* The stream is trimmed (XTRIM MINID) only below the oldest entry that *some* group of the
+  stream still needs: for each group, its oldest pending entry, or if none is pending, the
+  entry after the last one it was given (XINFO GROUPS, XPENDING). A stream without groups is
+  not trimmed. Entries younger than ``keep_stream_ms`` (measured from the newest entry, in
+  the stream's own clock) are kept anyway, for looking at and for groups added later.
+* A processed id is forgotten once the entry that carried it is more than
+  ``remember_processed_ms`` older than the oldest entry the group still needs. A copy of an
+  event can only arrive later than the original if a relay re-sent it, so that setting must
+  exceed the longest a relay can stay down between publishing and marking (7 days by
+  default). The times are kept in a sorted set beside the hash (:attr:`StreamKeys.processed_times`);
+  ids marked before it existed are never forgotten.
+
 What this module does not do: run the loop, handle signals or reconnect (that is
-:mod:`eda_lesson.transport.worker`), trim streams or the processed-ids record (they grow; a
-real system trims them by age), or replay dead letters.
+:mod:`eda_lesson.transport.worker`), or trim the dead-letter and parking streams (they hold
+work someone has to look at; they grow only with bad or unknown input).
 """
 
 from __future__ import annotations
 
-import functools
+import json
+import math
 import os
+import re
+import sys
 import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eda_lesson.core.extras import missing_extra
 from eda_lesson.core.text import plural
@@ -82,8 +129,14 @@ except ImportError as error:
     raise missing_extra("broker", __name__, error) from error
 
 from eda_lesson.core.bus import EventBus, require_sync_bus
+from eda_lesson.core.messages import delivered_as
 from eda_lesson.core.result import DispatchResult
-from eda_lesson.patterns.serialization import EventRegistry
+from eda_lesson.patterns.serialization import (
+    EventRegistry,
+    FutureEventVersionError,
+    MissingUpcasterError,
+    UnknownEventTypeError,
+)
 
 if TYPE_CHECKING:
     from eda_lesson.patterns.outbox import OutboxMessage
@@ -94,32 +147,110 @@ __all__ = [
     "BatchReport",
     "Delivery",
     "DeliveryLog",
+    "HeldEntry",
+    "RedisRefusedError",
     "RedisUnavailableError",
     "StreamConsumer",
     "StreamDeadLetter",
+    "StreamKeyError",
     "StreamKeys",
     "StreamPublisher",
     "StreamStatus",
+    "TrimReport",
+    "UnknownHeldEntryError",
+    "check_name",
+    "check_redis_url",
     "connect",
     "describe_client",
     "entry_fields",
+    "printable",
     "processed_by",
     "read_dead_letters",
+    "read_held",
     "read_journal",
+    "read_parked",
     "redis_url",
+    "replay_dead_letters",
+    "replay_parked",
+    "safe_trim_point",
     "stream_status",
     "talking_to",
+    "trim_group",
 ]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-OUTCOMES = ("handled", "duplicate", "failed", "dead-lettered")
+OUTCOMES = ("handled", "duplicate", "failed", "parked", "dead-lettered")
 """What can happen to one delivery of an entry, in the order tables list them."""
 
+MAX_NAME = 200
+"""The longest ``event_id`` or ``type`` an entry may carry, in characters."""
+
+MAX_REASON = 2000
+"""Reasons (error messages, which can quote a payload) are clipped to this many characters."""
+
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+_AUTH_ERRORS: tuple[type[Exception], ...] = (
+    redis.AuthenticationError,
+    *(
+        (redis.exceptions.AuthorizationError,)
+        if hasattr(redis.exceptions, "AuthorizationError")
+        else ()
+    ),
+)
+_RAW = {"NEVER_DECODE": True}
+"""Passed to ``execute_command``: this reply comes as bytes, whatever the client decodes."""
 
 Fields = dict[FieldT, EncodableT]
 """The fields of a stream entry, as redis-py takes them."""
+
+_parse_url: Callable[[str], dict[str, Any]] = redis.connection.parse_url
+
+
+# ---------------------------------------------------------------------- text we did not write
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` with every character that is not printable escaped (``\\n``, ``\\x1b``,
+    ``\\u2028``), clipped to ``limit`` characters: safe to put in a log line or a table.
+
+    Backslashes are left alone, so escaping twice changes nothing; a forged ``\\n`` then reads
+    like an escaped newline, but it can never start a new line.
+    """
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 3)] + "..."
+    return text
+
+
+def _escape(ch: str) -> str:
+    special = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in special:
+        return special[ch]
+    code = ord(ch)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def _shown(raw: object, limit: int = MAX_NAME) -> str:
+    """Bytes (or text) from Redis as printable text, whatever they hold."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "backslashreplace")
+    return printable(str(raw), limit)
+
+
+def _str(raw: object) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+
+
+def _reason(text: str) -> str:
+    return printable(text, MAX_REASON)
 
 
 # ---------------------------------------------------------------------- connecting
@@ -130,16 +261,80 @@ def redis_url(url: str | None = None) -> str:
     return url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
+def _without_password(url: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if redis-py can use it as it means; a ValueError saying what is wrong otherwise.
+
+    redis-py reads ``redis://host:6379/abc`` as database 0 and gives a traceback for a port
+    out of range; this check says what is wrong and what a good URL looks like. The message
+    never repeats a password.
+    """
+    shown = printable(_without_password(url), 300)
+    example = "redis://127.0.0.1:6379/0 (or redis://:PASSWORD@HOST:PORT/DB)"
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"a Redis URL is needed, such as {example}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"the Redis URL {shown} cannot be read ({error}); use {example}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        scheme = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        raise ValueError(
+            f"the Redis URL {shown} starts with {scheme}; it starts with redis://, "
+            f"rediss:// (TLS) or unix://, such as {example}"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(
+                f"the Redis URL {shown} names no socket; use unix:///path/to/redis.sock, "
+                f"or a TCP address such as {example}"
+            )
+    else:
+        if port == 0:
+            raise ValueError(
+                f"the Redis URL {shown} has port 0; a port is 1-65535, such as {example}"
+            )
+        database = parts.path.strip("/")
+        if "/" in database or (database and not re.fullmatch(r"[0-9]{1,9}", database)):
+            raise ValueError(
+                f"the Redis URL {shown} names the database {database!r}; a database is a "
+                f"number (0, 1, ...) at the end of the URL, such as {example}"
+            )
+    query = urllib.parse.parse_qs(parts.query)
+    if "db" in query and not all(re.fullmatch(r"[0-9]{1,9}", value) for value in query["db"]):
+        raise ValueError(
+            f"the Redis URL {shown} has db={query['db'][0]!r}; a database is a number (0, 1, ...)"
+        )
+    try:
+        _parse_url(url)
+    except ValueError as error:
+        raise ValueError(f"the Redis URL {shown} cannot be used: {error}") from None
+    return url
+
+
 def connect(
     url: str | None = None, *, timeout: float = 5.0, read_timeout: float | None = 30.0
 ) -> redis.Redis:
     """A client for ``url`` (see :func:`redis_url`); it connects on first use.
 
+    The URL is checked first (:func:`check_redis_url`: a ValueError names what is wrong).
     redis-py's own retries are turned off: a worker and a relay decide themselves when to try
     again, and say so in their logs. ``read_timeout`` must exceed the longest blocking read.
     """
     return redis.Redis.from_url(
-        redis_url(url),
+        check_redis_url(redis_url(url)),
         decode_responses=True,
         socket_connect_timeout=timeout,
         socket_timeout=read_timeout,
@@ -161,10 +356,10 @@ class RedisUnavailableError(ConnectionError):
 
     def __init__(self, url: str, problem: str) -> None:
         self.url = url
-        self.problem = problem
+        self.problem = printable(problem, 500)
         port = urllib.parse.urlsplit(url).port or 6379 if url.startswith("redis") else 6379
         super().__init__(
-            f"cannot reach Redis at {url} ({problem.rstrip('.')}). Start one with "
+            f"cannot reach Redis at {url} ({self.problem.rstrip('.')}). Start one with "
             f"`redis-server --port {port} --bind 127.0.0.1` (not installed? "
             "`sudo apt-get install redis-server`), or point --redis-url or REDIS_URL at a "
             "running server"
@@ -174,14 +369,77 @@ class RedisUnavailableError(ConnectionError):
         return type(self), (self.url, self.problem)
 
 
+class RedisRefusedError(Exception):
+    """Redis answered, but refused us: no password, a wrong one, a user without the right,
+    or a database number it does not have. Trying again will not help; the message says
+    what to change."""
+
+    def __init__(self, url: str, problem: str, fix: str) -> None:
+        self.url = url
+        self.problem = printable(problem, 500)
+        self.fix = fix
+        super().__init__(f"Redis at {url} refused us: {self.problem.rstrip('.')}; {fix}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.url, self.problem, self.fix)
+
+
+class StreamKeyError(RuntimeError):
+    """A key the consumer uses holds something other than what it needs (WRONGTYPE)."""
+
+
 @contextmanager
 def talking_to(client: redis.Redis) -> Iterator[None]:
-    """Turn redis-py's connection errors into :class:`RedisUnavailableError`."""
+    """Turn redis-py's connection errors into :class:`RedisUnavailableError`, and its
+    refusals (password, permission, database) into :class:`RedisRefusedError`."""
     try:
         yield
+    except _AUTH_ERRORS as error:
+        raise _refusal(client, error) from error
     except _CONNECTION_ERRORS as error:
         problem = str(error) or type(error).__name__
         raise RedisUnavailableError(describe_client(client), problem) from error
+    except redis.ResponseError as error:
+        text = str(error)
+        if isinstance(error, redis.exceptions.NoPermissionError) or "DB index" in text:
+            raise _refusal(client, error) from error
+        raise
+
+
+def _refusal(client: redis.Redis, error: Exception) -> RedisRefusedError:
+    url = describe_client(client)
+    kwargs = client.connection_pool.connection_kwargs
+    text = str(error) or type(error).__name__
+    where = "--redis-url or REDIS_URL"
+    if "DB index" in text:
+        fix = (
+            f"it has no database {kwargs.get('db', 0)}: use a number below its `databases` "
+            f"setting (16 unless configured), such as {url.rsplit('/', 1)[0]}/0, in {where}"
+        )
+        return RedisRefusedError(url, text, fix)
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        user = kwargs.get("username") or "default"
+        fix = (
+            f"the user {user!r} may not use these keys or commands; give it the rights "
+            "(ACL SETUSER) or connect as another user"
+        )
+        return RedisRefusedError(url, text, fix)
+    address = url.removeprefix("redis://")
+    if kwargs.get("password") is None:
+        fix = (
+            f"this server requires a password: put it in {where}, such as "
+            f"redis://:PASSWORD@{address} (or redis://USER:PASSWORD@{address})"
+        )
+    else:
+        fix = f"the user name or password is wrong: check the one in {where}"
+    return RedisRefusedError(url, text, fix)
+
+
+def _raw(client: redis.Redis | redis.client.Pipeline, *args: EncodableT) -> Any:
+    """Run one command and return its reply as bytes (the client may decode the others);
+    on a pipeline, queue it."""
+    execute: Callable[..., Any] = client.execute_command
+    return execute(*args, **_RAW)
 
 
 # ---------------------------------------------------------------------- names of keys
@@ -199,14 +457,29 @@ class StreamKeys(NamedTuple):
         return f"{self.stream}:{self.group}:processed"
 
     @property
+    def processed_times(self) -> str:
+        """Sorted set ``event id -> ms`` (from the id of the entry that carried it), which
+        tells trimming how old a processed id is."""
+        return f"{self.stream}:{self.group}:processed-times"
+
+    @property
     def dead_letters(self) -> str:
         """Stream of the entries this group gave up on, each with its reason."""
         return f"{self.stream}:{self.group}:dead"
 
     @property
+    def parked(self) -> str:
+        """Stream of the entries this group could not read yet (unknown type or version)."""
+        return f"{self.stream}:{self.group}:parked"
+
+    @property
     def journal(self) -> str:
         """Stream of every delivery and its outcome (written when the journal is on)."""
         return f"{self.stream}:{self.group}:deliveries"
+
+    def all(self) -> tuple[str, ...]:
+        """Every key of the group beside the stream (to delete them, say)."""
+        return (self.processed, self.processed_times, self.dead_letters, self.parked, self.journal)
 
 
 # ---------------------------------------------------------------------- publishing
@@ -223,7 +496,8 @@ class StreamPublisher:
     A batch goes in one MULTI transaction (one round trip): all its entries are added or,
     if the connection breaks first, none, and the relay publishes the batch again.
     ``send(event, event_id=...)`` publishes one event without an outbox (needs ``registry``).
-    ``maxlen`` caps the stream's length (approximately) if given.
+    ``maxlen`` caps the stream's length (approximately) if given; prefer :func:`trim_group`,
+    which never trims what a group has not acknowledged.
     """
 
     def __init__(
@@ -254,13 +528,22 @@ class StreamPublisher:
         return [str(entry_id) for entry_id in ids]
 
     def send(self, event: object, *, event_id: str) -> str:
-        """Add one event to the stream, encoded through the registry; return its entry id."""
+        """Add one event to the stream, encoded through the registry; return its entry id.
+
+        An ``event_id`` the consumers would refuse (empty, longer than 200 characters, with a
+        control character) raises ValueError here, where the mistake is made."""
         if self.registry is None:
             raise TypeError(
                 "send() encodes the event through a registry: "
                 "StreamPublisher(client, stream, registry=EventRegistry.of(...))"
             )
         name, version, payload = self.registry.to_json(event)
+        problem = _name_field("event_id", event_id.encode("utf-8", "surrogatepass"))
+        if isinstance(problem, _Problem):
+            raise ValueError(
+                f"send() would write an entry every consumer dead-letters: {problem.text}; "
+                "give each event a short printable id, such as send(event, event_id='evt-1')"
+            )
         with talking_to(self.client):
             entry_id = self.client.xadd(
                 self.stream, entry_fields(event_id, name, version, payload), maxlen=self.maxlen
@@ -276,7 +559,10 @@ class StreamPublisher:
 
 
 class Delivery(NamedTuple):
-    """One delivery of one entry to one consumer, and what came of it."""
+    """One delivery of one entry to one consumer, and what came of it.
+
+    Every text field is printable (control characters escaped), whatever the entry held.
+    """
 
     event_id: str
     type_name: str
@@ -286,11 +572,12 @@ class Delivery(NamedTuple):
     outcome: str
     """One of :data:`OUTCOMES`."""
     reason: str = ""
-    """Why it failed or was dead-lettered."""
+    """Why it failed, was parked or was dead-lettered (at most :data:`MAX_REASON` characters)."""
     entry_id: str = ""
     """The stream entry id (it holds a timestamp: keep it out of notebook outputs)."""
     result: DispatchResult | None = None
-    """The dispatch result, when the event was dispatched in this process."""
+    """The dispatch result, in the :class:`BatchReport` of the batch that dispatched it
+    (a :class:`DeliveryLog` drops it, to stay small)."""
 
     def __repr__(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -300,14 +587,52 @@ class Delivery(NamedTuple):
         )
 
 
-class DeliveryLog:
-    """Deliveries in the order they were recorded (the newest ``keep`` of them)."""
+def _size(delivery: Delivery) -> int:
+    """About how many bytes a delivery (without its result) holds in memory."""
+    return (
+        120
+        + sum(sys.getsizeof(text) for text in delivery[:3])
+        + sum(sys.getsizeof(text) for text in delivery[5:7])
+    )
 
-    def __init__(self, deliveries: Iterable[Delivery] = (), *, keep: int | None = 10_000) -> None:
-        self._items: deque[Delivery] = deque(deliveries, maxlen=keep)
+
+class DeliveryLog:
+    """Deliveries in the order they were recorded: the newest ``keep`` of them, and no more
+    than ``keep_bytes`` bytes of them (the oldest go first).
+
+    A log keeps records, not events: the dispatch result (which holds the event and what
+    every handler returned) is dropped, so a long-running worker's log stays small.
+    """
+
+    def __init__(
+        self,
+        deliveries: Iterable[Delivery] = (),
+        *,
+        keep: int | None = 10_000,
+        keep_bytes: int | None = 16 * 1024 * 1024,
+    ) -> None:
+        self.keep = keep
+        self.keep_bytes = keep_bytes
+        self._items: deque[Delivery] = deque()
+        self._sizes: deque[int] = deque()
+        self.bytes = 0
+        """About how many bytes the kept deliveries hold."""
+        for delivery in deliveries:
+            self.add(delivery)
 
     def add(self, delivery: Delivery) -> None:
+        if delivery.result is not None:
+            delivery = delivery._replace(result=None)
+        size = _size(delivery)
         self._items.append(delivery)
+        self._sizes.append(size)
+        self.bytes += size
+        while self._items and (
+            (self.keep is not None and len(self._items) > self.keep)
+            or (self.keep_bytes is not None and self.bytes > self.keep_bytes)
+        ):
+            self._items.popleft()
+            self.bytes -= self._sizes.popleft()
 
     def counts(self) -> dict[str, int]:
         """How many deliveries ended in each outcome (every outcome listed, zeros too)."""
@@ -381,8 +706,15 @@ class BatchReport(NamedTuple):
         return f"BatchReport({_summary(len(self.deliveries), self.counts())}{reclaimed})"
 
 
-class StreamDeadLetter(NamedTuple):
-    """An entry a consumer group gave up on, as kept in the dead-letter stream."""
+_NO_FIELDS: Mapping[bytes, bytes] = MappingProxyType({})
+
+
+class HeldEntry(NamedTuple):
+    """An entry a consumer group set aside, in its dead-letter or its parking stream.
+
+    The text fields are for reading (printable, clipped); ``fields`` holds the original
+    entry byte for byte, which is what a replay adds back to the stream.
+    """
 
     event_id: str
     type_name: str
@@ -390,14 +722,24 @@ class StreamDeadLetter(NamedTuple):
     deliveries: int
     consumer: str
     payload: str
+    """The payload as text, non-UTF-8 bytes escaped (``\\xff``)."""
     source_entry: str
     """The id of the original entry in the stream."""
+    held_id: str = ""
+    """Its id in the dead-letter or parking stream: what ``show`` and ``replay`` take."""
+    version: str = ""
+    fields: Mapping[bytes, bytes] = _NO_FIELDS
+    """The original entry's fields, exactly as they were."""
 
     def __repr__(self) -> str:
         return (
-            f"StreamDeadLetter({self.event_id or '?'} {self.type_name or '?'} after "
+            f"HeldEntry({self.event_id or '?'} {self.type_name or '?'} after "
             f"{plural(self.deliveries, 'delivery', 'deliveries')}: {self.reason})"
         )
+
+
+StreamDeadLetter = HeldEntry
+"""The earlier name of :class:`HeldEntry`, kept for code written against it."""
 
 
 class StreamStatus(NamedTuple):
@@ -410,26 +752,187 @@ class StreamStatus(NamedTuple):
     processed: int
     dead_letters: int
     consumers: tuple[str, ...]
+    parked: int = 0
 
     def __repr__(self) -> str:
+        parked = f", {self.parked} parked" if self.parked else ""
         return (
             f"StreamStatus({self.stream}/{self.group}: {plural(self.length, 'entry', 'entries')}"
             f", {self.pending} pending, {self.processed} processed, "
-            f"{plural(self.dead_letters, 'dead letter')})"
+            f"{plural(self.dead_letters, 'dead letter')}{parked})"
         )
 
 
-# ---------------------------------------------------------------------- consuming
+class TrimReport(NamedTuple):
+    """What one :func:`trim_group` removed."""
+
+    entries: int
+    """Stream entries removed."""
+    processed: int
+    """Processed ids forgotten."""
+    kept_from: str = ""
+    """The stream entry id below which entries could go ("" when none could)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"TrimReport({plural(self.entries, 'entry', 'entries')} trimmed, "
+            f"{self.processed} processed ids forgotten)"
+        )
+
+
+# ---------------------------------------------------------------------- reading an entry
 
 
 class _Entry(NamedTuple):
     entry_id: str
-    fields: Mapping[str, str]
+    fields: Mapping[bytes, bytes]
     delivery: int
 
 
-class _UndecodableError(Exception):
-    """An entry that cannot become an event (its reason is the message)."""
+class _Envelope(NamedTuple):
+    """What a well-formed entry says: who it is, what it is, and its payload as text."""
+
+    event_id: str
+    type_name: str
+    version: int
+    payload: str
+
+
+class _Malformed(NamedTuple):
+    reason: str
+    event_id: str
+    type_name: str
+
+
+_REQUIRED = (b"event_id", b"type", b"version", b"payload")
+_VERSION = re.compile(rb"[1-9][0-9]{0,8}")
+# What might hide a number JSON cannot hold (NaN, Infinity, 1e999, 400 digits) or a lone
+# surrogate escape: only payloads that match are parsed a second time, strictly.
+_SUSPECT = re.compile(r"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{300}|\\u[dD]")
+_PARK = (UnknownEventTypeError, FutureEventVersionError, MissingUpcasterError)
+
+
+def _envelope(fields: Mapping[bytes, bytes], max_entry_bytes: int) -> _Envelope | _Malformed:
+    """The entry's fields checked one by one; the first problem found, as a reason."""
+
+    def malformed(problem: str) -> _Malformed:
+        return _Malformed(
+            _reason(f"malformed entry: {problem}"),
+            _shown(fields.get(b"event_id", b"")),
+            _shown(fields.get(b"type", b"")),
+        )
+
+    size = sum(map(len, fields)) + sum(map(len, fields.values()))
+    if size > max_entry_bytes:
+        return malformed(
+            f"{size:,} bytes, more than max_entry_bytes={max_entry_bytes:,}; publish large "
+            "data elsewhere and put a reference in the event"
+        )
+    missing = [name.decode() for name in _REQUIRED if name not in fields]
+    if missing:
+        return malformed(f"missing field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    names: list[str] = []
+    for field in (b"event_id", b"type"):
+        text = _name_field(field.decode(), fields[field])
+        if isinstance(text, _Problem):
+            return malformed(text.text)
+        names.append(text)
+    raw_version = fields[b"version"]
+    if not _VERSION.fullmatch(raw_version):
+        return malformed(
+            f"version '{_shown(raw_version, 40)}' is not a whole number from 1 (1, 2, ...)"
+        )
+    try:
+        payload = fields[b"payload"].decode("utf-8")
+    except UnicodeDecodeError as error:
+        return malformed(
+            f"the payload is not UTF-8 text (byte {error.start}: "
+            f"{_shown(fields[b'payload'][error.start : error.start + 4], 20)})"
+        )
+    if _SUSPECT.search(payload):
+        problem = _strict_payload_problem(payload)
+        if problem:
+            return malformed(problem)
+    return _Envelope(names[0], names[1], int(raw_version), payload)
+
+
+class _Problem(NamedTuple):
+    text: str
+
+
+def _name_field(name: str, raw: bytes) -> str | _Problem:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Problem(f"{name} '{_shown(raw, 60)}' is not UTF-8 text")
+    if not text.strip():
+        return _Problem(
+            f"{name} is {'empty' if not text else 'blank'}; every entry needs one "
+            "(the outbox gives each event its id, the registry its type)"
+        )
+    if len(text) > MAX_NAME:
+        return _Problem(f"{name} is {len(text):,} characters long, more than {MAX_NAME}")
+    if not text.isprintable() or text != text.strip():
+        return _Problem(
+            f"{name} '{printable(text, 60)}' holds a control character or surrounding spaces"
+        )
+    return text
+
+
+class _RefusedValueError(Exception):
+    """A value in a payload that the registry would never have written."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _RefusedValueError(
+            f"the number {text[:20]}{'...' * (len(text) > 20)}, too large for a float"
+        )
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _RefusedValueError(text)
+
+
+def _strict_payload_problem(payload: str) -> str:
+    """Why the payload holds what writing refuses (NaN, Infinity, lone surrogates); "" if not."""
+    try:
+        data = json.loads(payload, parse_float=_finite, parse_constant=_constant)
+    except _RefusedValueError as refused:
+        return (
+            f"the payload holds {refused}, which JSON does not allow and EventRegistry never "
+            "writes; fix the producer"
+        )
+    except (ValueError, RecursionError):
+        return ""  # not JSON at all: the registry says so in its own words
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return (
+                    "the payload holds a lone surrogate escape (\\ud800-\\udfff), which is not "
+                    "text and cannot be written back; fix the producer"
+                )
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return ""
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- consuming
 
 
 class StreamConsumer:
@@ -440,14 +943,25 @@ class StreamConsumer:
     entries to fill the batch, waiting up to ``block_ms`` when there is nothing at all.
     Keep ``claim_idle_ms`` well above the time a batch takes: a live consumer's entries that
     are idle that long are reclaimed under it (harmless, but the work is done twice).
-    Each entry is decoded through ``registry``, deduplicated by event id, and dispatched on
-    ``bus``; see the module docstring for the outcomes and for what "effectively once"
-    promises. The group is created (reading the stream from its start) if it is missing.
+    Each entry is checked, decoded through ``registry``, deduplicated by event id, and
+    dispatched on ``bus``; see the module docstring for the outcomes and for what
+    "effectively once" promises. The group is created (reading the stream from its start)
+    if it is missing, and created again if the stream or the group is deleted meanwhile.
 
-    ``deliveries`` keeps the newest ``keep`` deliveries of this consumer; with
-    ``journal=True`` each delivery is also added to the group's journal stream, where
-    :func:`read_journal` finds the deliveries of every consumer process. ``on_delivery`` is
-    called with each delivery once its outcome is stored in Redis (a worker logs them).
+    ``deliveries`` keeps the newest ``keep`` deliveries of this consumer, and at most
+    ``keep_bytes`` of them, without their dispatch results; with ``journal=True`` each
+    delivery is also added to the group's journal stream, where :func:`read_journal` finds
+    the deliveries of every consumer process. ``on_delivery`` is called with each delivery
+    once its outcome is stored in Redis (a worker logs them). ``park_unknown``,
+    ``max_entry_bytes``, ``keep_stream_ms`` and ``remember_processed_ms`` are explained in
+    the module docstring.
+
+    ``in_order=True`` never handles an entry before the ones ahead of it: when a delivery
+    fails, the rest of its batch is left pending unhandled, and the next batch starts again
+    from the oldest pending entry, the failed one, alone, until it is handled or
+    dead-lettered. For a stream that one consumer reads at a time (a partition, see
+    :mod:`eda_lesson.transport.partitions`) with ``claim_idle_ms=0``. An entry left waiting
+    behind a failure counts that batch as one of its deliveries.
     """
 
     def __init__(
@@ -465,7 +979,13 @@ class StreamConsumer:
         claim_idle_ms: int = 30_000,
         journal: bool = False,
         keep: int | None = 10_000,
+        keep_bytes: int | None = 16 * 1024 * 1024,
+        park_unknown: bool = True,
+        max_entry_bytes: int = 1024 * 1024,
+        keep_stream_ms: int = 24 * 3600 * 1000,
+        remember_processed_ms: int = 7 * 24 * 3600 * 1000,
         on_delivery: Callable[[Delivery], object] | None = None,
+        in_order: bool = False,
     ) -> None:
         require_sync_bus(bus, "StreamConsumer")
         if not isinstance(registry, EventRegistry):
@@ -475,17 +995,22 @@ class StreamConsumer:
             )
         if not client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
-                "StreamConsumer reads entries as text: give it a client made with "
+                "StreamConsumer reads replies as text: give it a client made with "
                 "decode_responses=True, such as eda_lesson.transport.redis_streams.connect(url)"
             )
         _check_positive("batch", batch)
         _check_positive("max_deliveries", max_deliveries)
         _check_positive("claim_idle_ms", claim_idle_ms, allow_zero=True)
+        _check_positive("max_entry_bytes", max_entry_bytes)
+        _check_positive("keep_stream_ms", keep_stream_ms, allow_zero=True)
+        _check_positive("remember_processed_ms", remember_processed_ms, allow_zero=True)
+        for name, limit in (("keep", keep), ("keep_bytes", keep_bytes)):
+            if limit is not None:
+                _check_positive(name, limit, allow_zero=True)
         if block_ms is not None:
             _check_positive("block_ms", block_ms)
         for name, value in (("stream", stream), ("group", group), ("consumer", consumer)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} is a non-empty name, got {value!r}")
+            check_name(name, value)
         self.client = client
         self.bus = bus
         self.registry = registry
@@ -496,8 +1021,16 @@ class StreamConsumer:
         self.max_deliveries = max_deliveries
         self.claim_idle_ms = claim_idle_ms
         self.journal = journal
+        self.park_unknown = park_unknown
+        self.max_entry_bytes = max_entry_bytes
+        self.keep_stream_ms = keep_stream_ms
+        self.remember_processed_ms = remember_processed_ms
         self.on_delivery = on_delivery
-        self.deliveries = DeliveryLog(keep=keep)
+        self.in_order = in_order
+        self._blocked = False  # in order: the last batch stopped at an entry that failed
+        self.deliveries = DeliveryLog(keep=keep, keep_bytes=keep_bytes)
+        self.groups_recreated = 0
+        """How often the stream or the group vanished and was created again."""
         self._claim_cursor = "0-0"
         self._group_ready = False
 
@@ -512,18 +1045,19 @@ class StreamConsumer:
     def ensure_group(self) -> bool:
         """Create the consumer group (and the stream) unless it exists, and join it as this
         consumer; True if the group was created."""
-        try:
+        with self._explained():
+            try:
+                with talking_to(self.client):
+                    self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            except redis.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+                created = False
+            else:
+                created = True
+            # Joining now, rather than at the first entry read, lists an idle consumer too.
             with talking_to(self.client):
-                self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-            created = False
-        else:
-            created = True
-        # Joining now, rather than at the first entry read, lists an idle consumer too.
-        with talking_to(self.client):
-            self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
+                self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
         self._group_ready = True
         return created
 
@@ -540,37 +1074,54 @@ class StreamConsumer:
         if not self._group_ready:
             self.ensure_group()
         size = self.batch if limit is None else max(0, min(limit, self.batch))
+        if not size:
+            return BatchReport(())
         try:
-            entries, vanished = self._reclaim(size) if size else ([], 0)
+            entries, reclaimed, vanished = self._collect(size, wait)
         except redis.ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            self.ensure_group()  # the group vanished (Redis restarted without persistence)
-            entries, vanished = self._reclaim(size)
+            if not _group_gone(error):
+                raise self._explain(error) from error
+            # The stream or the group was deleted (while we waited on it, or Redis restarted
+            # without its data): create them again and read on.
+            self.groups_recreated += 1
+            self._claim_cursor = "0-0"
+            self.ensure_group()
+            try:
+                entries, reclaimed, vanished = self._collect(size, wait=False)
+            except redis.ResponseError as again:
+                if not _group_gone(again):
+                    raise self._explain(again) from again
+                self._group_ready = False
+                return BatchReport(())
+        if not entries:
+            return BatchReport((), 0, vanished)
+        with self._explained():
+            deliveries = self._handle(entries)
+        return BatchReport(tuple(deliveries), reclaimed, vanished)
+
+    def _collect(self, size: int, wait: bool) -> tuple[list[_Entry], int, int]:
+        if self.in_order:
+            self._claim_cursor = "0-0"  # the oldest pending entry first, every time
+            if self._blocked:
+                size = 1  # only the entry that failed, until it is done with
+        entries, vanished = self._reclaim(size)
         reclaimed = len(entries)
         room = size - reclaimed
         if room > 0:
             block = self.block_ms if wait and not entries else None
             entries += self._read_new(room, block)
-        if not entries:
-            return BatchReport((), 0, vanished)
-        deliveries = self._handle(entries)
-        return BatchReport(tuple(deliveries), reclaimed, vanished)
+        return entries, reclaimed, vanished
 
     def _reclaim(self, count: int) -> tuple[list[_Entry], int]:
         """Take over entries pending longer than the idle time; with their delivery counts."""
         with talking_to(self.client):
-            reply = self.client.xautoclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                min_idle_time=self.claim_idle_ms,
-                start_id=self._claim_cursor,
-                count=count,
-            )
-        self._claim_cursor = str(reply[0])
+            reply = _raw(
+                self.client, "XAUTOCLAIM", self.stream, self.group, self.consumer,
+                self.claim_idle_ms, self._claim_cursor, "COUNT", count,
+            )  # fmt: skip
+        self._claim_cursor = _str(reply[0])
         vanished = len(reply[2]) if len(reply) > 2 else 0
-        claimed = [(str(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
+        claimed = [(_str(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
         if not claimed:
             return [], vanished
         pipe = self.client.pipeline(transaction=False)
@@ -588,10 +1139,12 @@ class StreamConsumer:
         return entries, vanished
 
     def _read_new(self, count: int, block_ms: int | None) -> list[_Entry]:
+        block = ("BLOCK", block_ms) if block_ms is not None else ()
         with talking_to(self.client):
-            reply = self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
-            )
+            reply = _raw(
+                self.client, "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                *block, "STREAMS", self.stream, ">",
+            )  # fmt: skip
         if not reply:
             return []
         if isinstance(reply, dict):  # RESP3: {stream: [entries]}
@@ -599,25 +1152,27 @@ class StreamConsumer:
         else:  # RESP2: [[stream, entries]]
             batches = [entries for _, entries in reply]
         return [
-            _Entry(str(entry_id), fields, 1)
+            _Entry(_str(entry_id), fields, 1)
             for entries in batches
-            for entry_id, fields in _entries_of(entries)
+            for entry_id, fields in entries or ()
+            if fields is not None
         ]
 
     def _handle(self, entries: list[_Entry]) -> list[Delivery]:
-        decoded = [self._decode(entry) for entry in entries]
-        ids = [event_id for event_id, _, _ in decoded if event_id]
+        envelopes = [_envelope(entry.fields, self.max_entry_bytes) for entry in entries]
+        ids = list({e.event_id: None for e in envelopes if isinstance(e, _Envelope)})
         with talking_to(self.client):
-            done = (
-                cast("list[str | None]", self.client.hmget(self.keys.processed, ids)) if ids else []
-            )
+            done = _raw(self.client, "HMGET", self.keys.processed, *ids) if ids else []
         processed_before = {event_id for event_id, who in zip(ids, done, strict=True) if who}
         work = _Work()
-        for entry, (event_id, type_name, event) in zip(entries, decoded, strict=True):
-            record = functools.partial(self._delivery, entry, event_id, type_name)
-            if isinstance(event, _UndecodableError):
-                work.dead(entry, record("dead-lettered", str(event)))
-            elif event_id in processed_before or event_id in work.handled_ids:
+        self._blocked = False
+        for entry, envelope in zip(entries, envelopes, strict=True):
+            if self._blocked:
+                break  # in order: what follows a failed entry waits for it (left pending)
+            record = _Recorder(self.consumer, entry, envelope)
+            if isinstance(envelope, _Malformed):
+                work.dead(entry, record("dead-lettered", envelope.reason))
+            elif envelope.event_id in processed_before or envelope.event_id in work.handled_ids:
                 work.ack(entry, record("duplicate"))
             elif entry.delivery > self.max_deliveries:
                 reason = (
@@ -626,7 +1181,9 @@ class StreamConsumer:
                 )
                 work.dead(entry, record("dead-lettered", reason))
             else:
-                self._dispatch(entry, event, record, work)
+                self._decode_and_dispatch(entry, envelope, record, work)
+                failed = work.deliveries[-1].outcome == "failed"
+                self._blocked = self.in_order and failed
         self._store(work)
         for delivery in work.deliveries:
             self.deliveries.add(delivery)
@@ -634,39 +1191,28 @@ class StreamConsumer:
                 self.on_delivery(delivery)
         return work.deliveries
 
-    def _decode(self, entry: _Entry) -> tuple[str, str, object]:
-        fields = entry.fields
-        event_id, type_name = fields.get("event_id", ""), fields.get("type", "")
-        missing = [
-            name for name in ("event_id", "type", "version", "payload") if name not in fields
-        ]
-        if missing:
-            problem = (
-                f"malformed entry: missing field{'s' * (len(missing) > 1)} {', '.join(missing)}"
-            )
-            return event_id, type_name, _UndecodableError(problem)
-        try:
-            version = int(fields["version"])
-        except ValueError:
-            return (
-                event_id,
-                type_name,
-                _UndecodableError(
-                    f"malformed entry: version {fields['version']!r} is not a whole number"
-                ),
-            )
-        try:
-            event = self.registry.from_json(type_name, version, fields["payload"])
-        except Exception as error:  # EventFormatError, or a class refusing its own fields
-            return event_id, type_name, _UndecodableError(f"{type(error).__name__}: {error}")
-        return event_id, type_name, event
-
-    def _dispatch(
-        self, entry: _Entry, event: object, record: Callable[..., Delivery], work: _Work
+    def _decode_and_dispatch(
+        self, entry: _Entry, envelope: _Envelope, record: _Recorder, work: _Work
     ) -> None:
+        try:
+            event = self.registry.from_json(envelope.type_name, envelope.version, envelope.payload)
+        except _PARK as error:
+            reason = f"{type(error).__name__}: {error}"
+            if self.park_unknown:
+                work.park(entry, record("parked", reason))
+            else:
+                work.dead(entry, record("dead-lettered", reason))
+            return
+        except Exception as error:  # EventFormatError, or a class refusing its own fields
+            work.dead(entry, record("dead-lettered", f"{type(error).__name__}: {error}"))
+            return
+        self._dispatch(entry, event, record, work)
+
+    def _dispatch(self, entry: _Entry, event: object, record: _Recorder, work: _Work) -> None:
         result: DispatchResult | None
         try:
-            result = self.bus.dispatch(event)
+            with delivered_as(event, record.event_id):  # handlers can tell a redelivery
+                result = self.bus.dispatch(event)
         except Exception as error:  # fail_fast, a cascade limit: the bus itself gave up
             result, reason = None, f"{type(error).__name__}: {error}"
         else:
@@ -679,35 +1225,18 @@ class StreamConsumer:
         else:
             work.keep_pending(record("failed", reason, result))
 
-    def _delivery(
-        self,
-        entry: _Entry,
-        event_id: str,
-        type_name: str,
-        outcome: str,
-        reason: str = "",
-        result: DispatchResult | None = None,
-    ) -> Delivery:
-        return Delivery(
-            event_id,
-            type_name,
-            self.consumer,
-            entry.delivery,
-            outcome,
-            reason,
-            entry.entry_id,
-            result,
-        )
-
     def _store(self, work: _Work) -> None:
-        """Marks, dead letters, acknowledgements (and the journal) in one transaction."""
+        """Marks, held entries, acknowledgements (and the journal) in one transaction."""
         if not (work.acks or self.journal):
             return
         pipe = self.client.pipeline(transaction=True)
         if work.marks:
             pipe.hset(self.keys.processed, mapping=work.marks)
+            pipe.zadd(self.keys.processed_times, work.mark_times)
         for entry, delivery in work.dead_letters:
-            pipe.xadd(self.keys.dead_letters, _dead_letter_fields(entry, delivery))
+            pipe.xadd(self.keys.dead_letters, _held_fields(entry, delivery))
+        for entry, delivery in work.parked:
+            pipe.xadd(self.keys.parked, _held_fields(entry, delivery))
         if work.acks:
             pipe.xack(self.stream, self.group, *work.acks)
         if self.journal:
@@ -716,18 +1245,100 @@ class StreamConsumer:
         with talking_to(self.client):
             pipe.execute()
 
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.ResponseError as error:
+            raise self._explain(error) from error
+
+    def _explain(self, error: redis.ResponseError) -> Exception:
+        """A WRONGTYPE error, as a StreamKeyError naming the key; anything else unchanged."""
+        if "WRONGTYPE" not in str(error):
+            return error
+        wanted = {self.stream: "stream", self.keys.processed: "hash", self.keys.processed_times:
+                  "zset", self.keys.dead_letters: "stream", self.keys.parked: "stream",
+                  self.keys.journal: "stream"}  # fmt: skip
+        with talking_to(self.client):
+            found = {key: _str(_raw(self.client, "TYPE", key)) for key in wanted}
+        wrong = [
+            f"{key!r} holds a {found[key]}, not a {kind}"
+            for key, kind in wanted.items()
+            if found[key] not in (kind, "none")
+        ]
+        return StreamKeyError(
+            f"{'; '.join(wrong) or str(error)}: something else uses that name. Delete the key "
+            f"if it is left over (DEL key), or give the worker another --stream or --group"
+        )
+
+    # ------------------------------------------------------------------ trimming
+
+    def trim(self, *, approximate: bool = True) -> TrimReport:
+        """Trim the stream and this group's processed ids by the safe rule (see the module
+        docstring), with this consumer's ``keep_stream_ms`` and ``remember_processed_ms``."""
+        with self._explained():
+            return trim_group(
+                self.client,
+                self.stream,
+                self.group,
+                keep_stream_ms=self.keep_stream_ms,
+                remember_processed_ms=self.remember_processed_ms,
+                approximate=approximate,
+            )
+
     # ------------------------------------------------------------------ looking at it
 
     def status(self) -> StreamStatus:
         return stream_status(self.client, self.stream, self.group)
 
-    def dead_letters(self) -> list[StreamDeadLetter]:
+    def dead_letters(self) -> list[HeldEntry]:
         return read_dead_letters(self.client, self.stream, self.group)
+
+    def parked(self) -> list[HeldEntry]:
+        return read_parked(self.client, self.stream, self.group)
+
+    def replay_dead_letters(self, ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """See :func:`replay_dead_letters`."""
+        return replay_dead_letters(self.client, self.stream, self.group, ids)
+
+    def replay_parked(self, ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """See :func:`replay_parked`; only what this consumer's registry can read now."""
+        return replay_parked(self.client, self.stream, self.group, self.registry, ids)
 
     def __repr__(self) -> str:
         return (
             f"StreamConsumer({self.consumer} in {self.stream}/{self.group}: "
             f"{_summary(len(self.deliveries), self.deliveries.counts())})"
+        )
+
+
+def _group_gone(error: redis.ResponseError) -> bool:
+    text = str(error)
+    # NOGROUP: the group is gone. UNBLOCKED: the stream was deleted while we waited on it.
+    return text.startswith(("NOGROUP", "UNBLOCKED"))
+
+
+class _Recorder:
+    """Makes the Delivery records of one entry."""
+
+    def __init__(self, consumer: str, entry: _Entry, envelope: _Envelope | _Malformed) -> None:
+        self.consumer = consumer
+        self.entry = entry
+        self.event_id = envelope.event_id
+        self.type_name = envelope.type_name
+
+    def __call__(
+        self, outcome: str, reason: str = "", result: DispatchResult | None = None
+    ) -> Delivery:
+        return Delivery(
+            self.event_id,
+            self.type_name,
+            self.consumer,
+            self.entry.delivery,
+            outcome,
+            _reason(reason),
+            self.entry.entry_id,
+            result,
         )
 
 
@@ -737,12 +1348,15 @@ class _Work:
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
         self.marks: dict[FieldT, EncodableT] = {}
+        self.mark_times: dict[str, float] = {}
         self.acks: list[str] = []
         self.dead_letters: list[tuple[_Entry, Delivery]] = []
+        self.parked: list[tuple[_Entry, Delivery]] = []
         self.handled_ids: set[str] = set()
 
     def handled(self, entry: _Entry, delivery: Delivery) -> None:
         self.marks[delivery.event_id] = delivery.consumer
+        self.mark_times[delivery.event_id] = _id_ms(entry.entry_id)
         self.handled_ids.add(delivery.event_id)
         self.ack(entry, delivery)
 
@@ -754,12 +1368,12 @@ class _Work:
         self.dead_letters.append((entry, delivery))
         self.ack(entry, delivery)
 
+    def park(self, entry: _Entry, delivery: Delivery) -> None:
+        self.parked.append((entry, delivery))
+        self.ack(entry, delivery)
+
     def keep_pending(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
-
-
-def _entries_of(entries: Any) -> list[tuple[Any, Any]]:
-    return [(entry_id, fields) for entry_id, fields in entries or ()]
 
 
 def _failures(result: DispatchResult) -> str:
@@ -768,18 +1382,318 @@ def _failures(result: DispatchResult) -> str:
     )
 
 
-def _dead_letter_fields(entry: _Entry, delivery: Delivery) -> Fields:
-    fields: Fields = {key: value for key, value in entry.fields.items() if key in _ENTRY_FIELDS}
+# ---------------------------------------------------------------------- held entries
+
+_HELD = b"held:"
+_ORIGINAL = b"held:original:"
+
+
+def _held_fields(entry: _Entry, delivery: Delivery) -> Fields:
+    """The original fields byte for byte (a field whose name starts with ``held:`` is kept as
+    ``held:original:NAME``), then why the entry is held."""
+    fields: Fields = {}
+    for name, value in entry.fields.items():
+        fields[_ORIGINAL + name if name.startswith(_HELD) else name] = value
     fields.update(
-        reason=delivery.reason,
-        deliveries=delivery.delivery,
-        consumer=delivery.consumer,
-        source_entry=entry.entry_id,
+        {
+            b"held:reason": delivery.reason,
+            b"held:deliveries": delivery.delivery,
+            b"held:consumer": delivery.consumer,
+            b"held:source_entry": entry.entry_id,
+        }
     )
     return fields
 
 
-_ENTRY_FIELDS = frozenset({"event_id", "type", "version", "payload"})
+def _original_fields(held: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    original: dict[bytes, bytes] = {}
+    for name, value in held.items():
+        if name.startswith(_ORIGINAL):
+            original[name[len(_ORIGINAL) :]] = value
+        elif not name.startswith(_HELD):
+            original[name] = value
+    return original
+
+
+def _held_entry(held_id: object, held: Mapping[bytes, bytes]) -> HeldEntry:
+    fields = _original_fields(held)
+    deliveries = held.get(b"held:deliveries", b"0")
+    return HeldEntry(
+        _shown(fields.get(b"event_id", b"")),
+        _shown(fields.get(b"type", b"")),
+        _shown(held.get(b"held:reason", b""), MAX_REASON),
+        int(deliveries) if deliveries.isdigit() else 0,
+        _shown(held.get(b"held:consumer", b"")),
+        _shown(fields.get(b"payload", b""), 1_000_000),
+        _shown(held.get(b"held:source_entry", b"")),
+        _str(held_id),
+        _shown(fields.get(b"version", b""), 40),
+        MappingProxyType(fields),
+    )
+
+
+class UnknownHeldEntryError(LookupError):
+    """No dead letter (or parked entry) has the id asked for."""
+
+
+def read_held(client: redis.Redis, key: str, ids: Iterable[str] | None = None) -> list[HeldEntry]:
+    """The entries of a dead-letter or parking stream ``key``, oldest first (those of ``ids``
+    only, in that order, if given: an :class:`UnknownHeldEntryError` names any not there)."""
+    if ids is None:
+        with talking_to(client):
+            entries = _raw(client, "XRANGE", key, "-", "+")
+        return [_held_entry(held_id, fields) for held_id, fields in entries if fields]
+    wanted = [_check_entry_id(held_id) for held_id in ids]
+    pipe = client.pipeline(transaction=False)
+    for held_id in wanted:
+        _raw(pipe, "XRANGE", key, held_id, held_id)
+    with talking_to(client):
+        replies = pipe.execute()
+    missing = [held_id for held_id, reply in zip(wanted, replies, strict=True) if not reply]
+    if missing:
+        raise UnknownHeldEntryError(
+            f"{key} holds no entry {', '.join(missing)}; list what it holds first "
+            f"(--dead-letters list, --parked list, or XRANGE {key} - +)"
+        )
+    return [_held_entry(reply[0][0], reply[0][1]) for reply in replies]
+
+
+def read_dead_letters(client: redis.Redis, stream: str, group: str) -> list[HeldEntry]:
+    """The entries the group gave up on, oldest first, each with its reason."""
+    return read_held(client, StreamKeys(stream, group).dead_letters)
+
+
+def read_parked(client: redis.Redis, stream: str, group: str) -> list[HeldEntry]:
+    """The entries the group could not read yet, oldest first, each with its reason."""
+    return read_held(client, StreamKeys(stream, group).parked)
+
+
+# Atomic, so that two operators replaying the same entry add it back once: the held entry is
+# looked up, added back and deleted in one step, and nothing is deleted if XADD fails.
+_REPLAY = """
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
+local added = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return added
+"""
+
+
+def _replay(
+    client: redis.Redis, key: str, stream: str, held: Sequence[HeldEntry]
+) -> list[tuple[str, str]]:
+    script = client.register_script(_REPLAY)
+    replayed = []
+    for entry in held:
+        args: list[EncodableT] = [entry.held_id]
+        for name, value in entry.fields.items():
+            args += [name, value]
+        if len(args) == 1:
+            continue  # an entry without fields cannot be added back; leave it where it is
+        with talking_to(client):
+            added = script(keys=[key, stream], args=args, client=client)
+        if added:
+            replayed.append((entry.held_id, _str(added)))
+    return replayed
+
+
+def replay_dead_letters(
+    client: redis.Redis, stream: str, group: str, ids: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
+    """Add dead letters (those of ``ids``, or every one) back to the stream as they were
+    first written, and delete them from the dead-letter stream; return ``(dead-letter id,
+    new entry id)`` for each. Fix what made them fail first, or they come back."""
+    key = StreamKeys(stream, group).dead_letters
+    return _replay(client, key, stream, read_held(client, key, ids))
+
+
+def replay_parked(
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    registry: EventRegistry,
+    ids: Iterable[str] | None = None,
+) -> list[tuple[str, str]]:
+    """Add parked entries back to the stream, those (of ``ids``, or all) whose type and
+    version ``registry`` can read now; the others stay parked. Returns ``(parked id, new
+    entry id)`` for each replayed."""
+    key = StreamKeys(stream, group).parked
+    held = read_held(client, key, ids)
+    return _replay(client, key, stream, [entry for entry in held if _readable(registry, entry)])
+
+
+def _readable(registry: EventRegistry, entry: HeldEntry) -> bool:
+    """Whether ``registry`` knows the entry's type and version now (a payload that does not
+    fit is found out by the consumer, which dead-letters it with the reason)."""
+    envelope = _envelope(entry.fields, sys.maxsize)
+    if not isinstance(envelope, _Envelope):
+        return True
+    try:
+        registry.from_json(envelope.type_name, envelope.version, envelope.payload)
+    except _PARK:
+        return False
+    except Exception:  # the consumer will dead-letter it, with the reason
+        return True
+    return True
+
+
+def _check_entry_id(entry_id: str) -> str:
+    if not isinstance(entry_id, str) or not re.fullmatch(r"[0-9]{1,20}-[0-9]{1,20}", entry_id):
+        raise ValueError(
+            f"'{printable(str(entry_id), 60)}' is not a stream entry id; ids look like "
+            "1700000000000-0 (list them to see which there are)"
+        )
+    return entry_id
+
+
+# ---------------------------------------------------------------------- trimming
+
+
+def _id_ms(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry_id: str) -> str:
+    ms, seq = _id_key(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def _pairs(item: Any) -> dict[str, Any]:
+    """An XINFO reply item as a dict with text keys (RESP2 gives a flat list, RESP3 a map)."""
+    if isinstance(item, dict):
+        return {_str(key): value for key, value in item.items()}
+    values = iter(item)
+    return {_str(key): value for key, value in zip(values, values, strict=False)}
+
+
+def _group_positions(client: redis.Redis, stream: str) -> dict[str, str]:
+    """For each group of ``stream``: the oldest entry it still needs (its oldest pending
+    entry, else the one after the last it was given)."""
+    with talking_to(client):
+        if not client.exists(stream):
+            return {}
+        groups = [_pairs(item) for item in _raw(client, "XINFO", "GROUPS", stream)]
+    positions = {}
+    for info in groups:
+        name = _str(info["name"])
+        position = _after(_str(info["last-delivered-id"]))
+        if int(info["pending"]):
+            with talking_to(client):
+                summary = _raw(client, "XPENDING", stream, info["name"])
+            oldest = summary["min"] if isinstance(summary, dict) else summary[1]
+            if oldest is not None:
+                position = min(position, _str(oldest), key=_id_key)
+        positions[name] = position
+    return positions
+
+
+def safe_trim_point(client: redis.Redis, stream: str, *, keep_ms: int = 0) -> str | None:
+    """The entry id below which every entry of ``stream`` can go: the oldest entry some group
+    still needs, and not within ``keep_ms`` of the newest entry. ``None`` when nothing may go
+    (no group, or an empty stream)."""
+    positions = _group_positions(client, stream)
+    if not positions:
+        return None
+    with talking_to(client):
+        newest = _raw(client, "XREVRANGE", stream, "+", "-", "COUNT", 1)
+    if not newest:
+        return None
+    candidates = [*positions.values(), f"{max(0, _id_ms(_str(newest[0][0])) - keep_ms)}-0"]
+    return min(candidates, key=_id_key)
+
+
+# Atomic, so that a processed id marked again while we trim is not forgotten with the old.
+_FORGET = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ids > 0 then
+  redis.call('HDEL', KEYS[1], unpack(ids))
+  redis.call('ZREM', KEYS[2], unpack(ids))
+end
+return #ids
+"""
+
+
+def trim_group(
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    *,
+    keep_stream_ms: int = 24 * 3600 * 1000,
+    remember_processed_ms: int = 7 * 24 * 3600 * 1000,
+    approximate: bool = True,
+    chunk: int = 1000,
+    max_chunks: int = 100,
+) -> TrimReport:
+    """Trim ``stream`` below :func:`safe_trim_point`, and forget the processed ids of
+    ``group`` carried by entries more than ``remember_processed_ms`` older than the oldest
+    entry the group still needs (see the module docstring for why that is safe).
+
+    ``approximate`` lets Redis trim whole internal nodes only (cheaper; it never trims more).
+    At most ``chunk * max_chunks`` processed ids are forgotten per call; the next call goes on.
+    """
+    _check_positive("keep_stream_ms", keep_stream_ms, allow_zero=True)
+    _check_positive("remember_processed_ms", remember_processed_ms, allow_zero=True)
+    keys = StreamKeys(stream, group)
+    point = safe_trim_point(client, stream, keep_ms=keep_stream_ms)
+    removed = 0
+    if point is not None:
+        with talking_to(client):
+            removed = int(client.xtrim(stream, minid=point, approximate=approximate))
+    position = _group_positions(client, stream).get(group)
+    forgotten = 0
+    if position is not None:
+        cutoff = _id_ms(position) - remember_processed_ms
+        script = client.register_script(_FORGET)
+        for _ in range(max_chunks):
+            with talking_to(client):
+                count = int(script(keys=[keys.processed, keys.processed_times],
+                                   args=[cutoff, chunk], client=client))  # fmt: skip
+            forgotten += count
+            if count < chunk:
+                break
+    return TrimReport(removed, forgotten, point or "")
+
+
+# ---------------------------------------------------------------------- reading records
+
+
+def processed_by(client: redis.Redis, stream: str, group: str) -> dict[str, str]:
+    """``event id -> consumer`` for every event the group has handled (all processes)."""
+    with talking_to(client):
+        reply = _raw(client, "HGETALL", StreamKeys(stream, group).processed)
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+    return {_shown(event_id): _shown(consumer) for event_id, consumer in pairs}
+
+
+def read_journal(client: redis.Redis, stream: str, group: str) -> DeliveryLog:
+    """Every delivery the group's consumers recorded (with ``journal=True``), oldest first."""
+    with talking_to(client):
+        entries = _raw(client, "XRANGE", StreamKeys(stream, group).journal, "-", "+")
+
+    def text(fields: Mapping[bytes, bytes], name: bytes, limit: int = MAX_NAME) -> str:
+        return _shown(fields.get(name, b""), limit)
+
+    deliveries = []
+    for _, f in entries:
+        if not f:
+            continue
+        number = f.get(b"delivery", b"0")
+        deliveries.append(
+            Delivery(
+                text(f, b"event_id"),
+                text(f, b"type"),
+                text(f, b"consumer"),
+                int(number) if number.isdigit() else 0,
+                text(f, b"outcome"),
+                text(f, b"reason", MAX_REASON),
+                text(f, b"entry"),
+            )
+        )
+    return DeliveryLog(deliveries, keep=None, keep_bytes=None)
 
 
 def _journal_fields(delivery: Delivery) -> Fields:
@@ -794,78 +1708,47 @@ def _journal_fields(delivery: Delivery) -> Fields:
     }
 
 
-# ---------------------------------------------------------------------- reading records
-
-
-def processed_by(client: redis.Redis, stream: str, group: str) -> dict[str, str]:
-    """``event id -> consumer`` for every event the group has handled (all processes)."""
-    with talking_to(client):
-        return dict(cast("dict[str, str]", client.hgetall(StreamKeys(stream, group).processed)))
-
-
-def read_dead_letters(client: redis.Redis, stream: str, group: str) -> list[StreamDeadLetter]:
-    """The entries the group gave up on, oldest first, each with its reason."""
-    with talking_to(client):
-        entries = cast("list[Any]", client.xrange(StreamKeys(stream, group).dead_letters))
-    return [
-        StreamDeadLetter(
-            fields.get("event_id", ""),
-            fields.get("type", ""),
-            fields.get("reason", ""),
-            int(fields.get("deliveries", 0)),
-            fields.get("consumer", ""),
-            fields.get("payload", ""),
-            fields.get("source_entry", ""),
-        )
-        for _, fields in entries
-    ]
-
-
-def read_journal(client: redis.Redis, stream: str, group: str) -> DeliveryLog:
-    """Every delivery the group's consumers recorded (with ``journal=True``), oldest first."""
-    with talking_to(client):
-        entries = cast("list[Any]", client.xrange(StreamKeys(stream, group).journal))
-    return DeliveryLog(
-        (
-            Delivery(
-                f["event_id"],
-                f["type"],
-                f["consumer"],
-                int(f["delivery"]),
-                f["outcome"],
-                f.get("reason", ""),
-                f.get("entry", ""),
-            )
-            for _, f in entries
-        ),
-        keep=None,
-    )
-
-
 def stream_status(client: redis.Redis, stream: str, group: str) -> StreamStatus:
-    """Length, pending entries, processed events, dead letters and consumers of a group."""
+    """Length, pending entries, processed events, dead letters, parked entries and
+    consumers of a group."""
     keys = StreamKeys(stream, group)
     pipe = client.pipeline(transaction=False)
     pipe.xlen(stream)
     pipe.hlen(keys.processed)
     pipe.xlen(keys.dead_letters)
+    pipe.xlen(keys.parked)
     pipe.exists(stream)
     with talking_to(client):
-        length, processed, dead, exists = pipe.execute()
+        length, processed, dead, parked, exists = pipe.execute()
     pending = 0
     consumers: tuple[str, ...] = ()
     if exists:
         with talking_to(client):
-            groups = client.xinfo_groups(stream)
-            found = [g for g in groups if g["name"] == group]
+            groups = [_pairs(item) for item in _raw(client, "XINFO", "GROUPS", stream)]
+            found = [g for g in groups if _str(g["name"]) == group]
             if found:
                 pending = int(found[0]["pending"])
-                infos = client.xinfo_consumers(stream, group)
-                consumers = tuple(sorted(str(info["name"]) for info in infos))
-    return StreamStatus(stream, group, int(length), pending, int(processed), int(dead), consumers)
+                infos = [_pairs(item) for item in _raw(client, "XINFO", "CONSUMERS", stream, group)]
+                consumers = tuple(sorted(_shown(info["name"]) for info in infos))
+    return StreamStatus(
+        stream, group, int(length), pending, int(processed), int(dead), consumers, int(parked)
+    )
 
 
 # ---------------------------------------------------------------------- small helpers
+
+
+def check_name(name: str, value: object) -> str:
+    """``value`` if it can name a stream, group or consumer: a non-empty printable string of
+    at most 200 characters (it goes into key names and log lines)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} is a non-empty name, got {value!r}")
+    if len(value) > MAX_NAME or not value.isprintable():
+        raise ValueError(
+            f"{name} is a name of at most {MAX_NAME} printable characters (no newline or "
+            f"control character), got '{printable(value, 60)}'"
+        )
+    return value
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
