@@ -20,6 +20,7 @@ ROWS = {
     "bench_async.py": r"^eda_lesson AsyncEventBus sequential, 1 handler\s+\d+\s+\d+\.\d\d$",
     "bench_broker.py": r"^eda_lesson outbox -> relay -> streams -> 1 worker\s+[\d,]+\s+\d+\.\d\d$",
     "bench_retry.py": r"^eda_lesson retry, no failure\s+\d+\s+\d+\.\d\d$",
+    "bench_soak.py": r"^check: 0 lost, every effect exactly once, each key in order$",
 }
 
 

@@ -90,12 +90,15 @@ class InboxSkip(NamedTuple):
 class Inbox:
     """Handled event ids, kept in the SQLite file that holds the handlers' effects.
 
-    ``Inbox(path)`` opens (or creates) the file; :attr:`db` is the connection handlers write
+    ``Inbox(path)`` opens (or creates) the file (``synchronous="NORMAL"`` trades durability
+    against a power cut for speed, as for the store); :attr:`db` is the connection handlers write
     their effects through (give it to them as a dependency, ``EventBus(dependencies={"db":
     inbox.db})``); :meth:`once` is the middleware that guards a handler.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 30.0, synchronous: str = "FULL"
+    ) -> None:
         if not isinstance(path, (str, Path)) or str(path) in ("", ":memory:"):
             raise ValueError(
                 f"an inbox lives in a file, beside the effects it guards, got {path!r}; "
@@ -110,7 +113,13 @@ class Inbox:
         """The connection the guarded handlers write their effects through."""
         self._lock = threading.RLock()
         self._owner: int | None = None
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(
+                f"synchronous is 'FULL' (a commit survives a power cut) or 'NORMAL' (it "
+                f"survives the process dying, and is faster), got {synchronous!r}"
+            )
         _set_up(self.db, timeout)
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.skipped: list[InboxSkip] = []
 
     def once(
