@@ -12,8 +12,11 @@ this one process, round by round, every round on fresh database files:
 The peers do the same work at the same durability: the ``eventsourcing`` library's SQLite
 application (WAL, SQLite's default ``synchronous=FULL``), and plain ``sqlite3`` with one JSON
 column (WAL, ``FULL``), the floor for any store on SQLite. Our store runs WAL + ``FULL`` too;
-a row with ``synchronous=NORMAL`` is shown for comparison, marked as less durable. The table
-gives the median events per second and the ratio to eventsourcing. ``--quick`` is a smoke run.
+a row with ``synchronous=NORMAL`` is shown for comparison, marked as less durable. Only our
+store checks every field of every event against its declared type, when writing and when
+reading; the peers take that cost nowhere. The table gives the median events per second and
+the ratio to eventsourcing, then each target against its peer, measured in the same run.
+``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
@@ -309,19 +312,34 @@ def print_table(medians: dict[str, dict[str, float]]) -> None:
             print(f"{name:48} {rates[workload]:12,.0f} {ratio}")
 
 
+PLAIN = "plain sqlite3 (WAL, FULL)"
+OURS = "eda_lesson SQLite (WAL, FULL)"
+
+# What our store should keep, with every event checked on write and on read: against the
+# eventsourcing library, and against plain sqlite3 (the floor: no objects, no checks). A
+# target of None only shows the ratio.
+TARGETS: tuple[tuple[str, str, float | None], ...] = (
+    (LIBRARY, "append one by one", 1.0),
+    (LIBRARY, "append in batches", 2.5),
+    (LIBRARY, "replay", 5.0),
+    (PLAIN, "append in batches", None),
+    (PLAIN, "replay", 0.6),
+)
+
+
 def print_targets(medians: dict[str, dict[str, float]]) -> None:
-    if LIBRARY not in medians:
-        return
-    ours, theirs = medians["eda_lesson SQLite (WAL, FULL)"], medians[LIBRARY]
-    print("\ntargets (our SQLite store against eventsourcing, same durability)")
-    for workload, target in (
-        ("append one by one", 1.0),
-        ("append in batches", 2.0),
-        ("replay", 4.0),
-    ):
-        ratio = ours[workload] / theirs[workload]
+    ours = medians[OURS]
+    print("\ntargets (our SQLite store against each peer, same durability, same run)")
+    for peer, workload, target in TARGETS:
+        if peer not in medians:
+            continue
+        ratio = ours[workload] / medians[peer][workload]
+        against = "eventsourcing" if peer == LIBRARY else "plain sqlite3"
+        if target is None:
+            print(f"  {workload:20} {ratio:6.2f}x {against:14} (for reference)")
+            continue
         verdict = "met" if ratio >= target else "MISSED"
-        print(f"  {workload:20} {ratio:6.2f}x (target {target:.0f}x or more): {verdict}")
+        print(f"  {workload:20} {ratio:6.2f}x {against:14} (target {target:g}x or more): {verdict}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from eda_lesson.views.concurrency import (
     draw_timelines,
     finish_time,
 )
-from eda_lesson.views.flow import figure_to_png
+from eda_lesson.views.sheet import figure_to_png
 
 pytestmark = pytest.mark.filterwarnings("error")
 

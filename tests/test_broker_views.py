@@ -36,7 +36,7 @@ from eda_lesson.views.broker import (
     draw_outbox,
     pending_deliveries,
 )
-from eda_lesson.views.flow import figure_to_png
+from eda_lesson.views.sheet import figure_to_png
 
 REGISTRY = EventRegistry.of(OrderCreated, OrderCancelled)
 

@@ -26,7 +26,6 @@ from eda_lesson.shop.events import OrderEvent, OrderPaid, ShipmentRequested
 from eda_lesson.shop.order import Order
 from eda_lesson.shop.services import Shop
 from eda_lesson.views.flow import (
-    NotebookFigure,
     OrderedCall,
     calls_in_order,
     draw_flow,
@@ -35,10 +34,11 @@ from eda_lesson.views.flow import (
     draw_series_map,
     draw_timeline,
     draw_unit_of_work,
-    figure_to_png,
     flow_layout,
 )
-from eda_lesson.views.graphs import COLOURS, flow_graph
+from eda_lesson.views.graphs import flow_graph
+from eda_lesson.views.palette import INKS
+from eda_lesson.views.sheet import NotebookFigure, figure_to_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -138,49 +138,49 @@ def test_layout_goes_left_to_right_by_depth_and_top_down_by_step() -> None:
 
 def test_the_current_step_is_outlined_and_later_calls_are_faded() -> None:
     drawn = artists(draw_flow(paid_cascade(), upto=3))
-    assert edge(drawn["call-3"]) == to_rgba(COLOURS["current"][1])
-    assert face(drawn["call-1"]) == to_rgba(COLOURS["call"][0])
-    assert face(drawn["call-4"]) == to_rgba(COLOURS["pending"][0])
+    assert edge(drawn["call-3"]) == to_rgba(INKS["current"].stroke)
+    assert face(drawn["call-1"]) == to_rgba(INKS["call"].fill)
+    assert face(drawn["call-4"]) == to_rgba(INKS["pending"].fill)
     assert drawn["call-4-label"].get_color() != drawn["call-1-label"].get_color()
     # ShipmentRequested was produced at step 3 but is not handled yet: queued.
-    assert face(drawn["event-1"]) == to_rgba(COLOURS["queued"][0])
+    assert face(drawn["event-1"]) == to_rgba(INKS["queued"].fill)
     assert drawn["event-1"].get_linestyle() == "--"
     # OrderShipped does not exist yet.
-    assert face(drawn["event-2"]) == to_rgba(COLOURS["pending"][0])
+    assert face(drawn["event-2"]) == to_rgba(INKS["pending"].fill)
 
 
 def test_step_zero_shows_the_dispatched_event_queued_and_nothing_run() -> None:
     drawn = artists(draw_flow(paid_cascade(), upto=0))
     assert drawn["event-0"].get_linestyle() == "--"
     calls = [drawn[f"call-{step}"] for step in range(1, 6)]
-    assert {face(call) for call in calls} == {to_rgba(COLOURS["pending"][0])}
+    assert {face(call) for call in calls} == {to_rgba(INKS["pending"].fill)}
 
 
 def test_a_failure_shows_only_once_the_cascade_reaches_it() -> None:
     result = troubled_cascade()
     before = artists(draw_flow(result, upto=1))
-    assert face(before["call-2"]) == to_rgba(COLOURS["pending"][0])
+    assert face(before["call-2"]) == to_rgba(INKS["pending"].fill)
     assert "failed" not in before["call-2-label"].get_text()
     reached = artists(draw_flow(result, upto=2))
-    assert face(reached["call-2"]) == to_rgba(COLOURS["failed"][0])
+    assert face(reached["call-2"]) == to_rgba(INKS["failed"].fill)
     assert reached["call-2-label"].get_text() == "2. send_receipt\nfailed: ConnectionError"
-    assert edge(reached["call-2"]) == to_rgba(COLOURS["current"][1])
+    assert edge(reached["call-2"]) == to_rgba(INKS["current"].stroke)
 
 
-def test_an_unhandled_event_is_amber_and_dashed_once_reached() -> None:
+def test_an_unhandled_event_is_orange_and_dotted_once_reached() -> None:
     result = troubled_cascade()
     drawn = artists(draw_flow(result))
-    assert face(drawn["event-1"]) == to_rgba(COLOURS["unhandled"][0])
-    assert drawn["event-1"].get_linestyle() == "--"
+    assert face(drawn["event-1"]) == to_rgba(INKS["unhandled"].fill)
+    assert drawn["event-1"].get_linestyle() == ":"
     assert drawn["event-1-label"].get_text() == "#1 ShipmentRequested\nno handler"
-    assert face(drawn["call-2"]) == to_rgba(COLOURS["failed"][0])
+    assert face(drawn["call-2"]) == to_rgba(INKS["failed"].fill)
 
 
 def test_whole_cascade_has_no_current_step_and_a_summary_title() -> None:
     figure = draw_flow(paid_cascade())
     drawn = artists(figure)
     assert all(
-        edge(drawn[f"call-{step}"]) != to_rgba(COLOURS["current"][1]) for step in range(1, 6)
+        edge(drawn[f"call-{step}"]) != to_rgba(INKS["current"].stroke) for step in range(1, 6)
     )
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert "dispatch of OrderPaid: 3 events, 5 handler calls" in texts
@@ -240,7 +240,8 @@ def test_drawing_neither_imports_pyplot_nor_leaves_figures_open() -> None:
         "import sys\n"
         "from eda_lesson import EventBus\n"
         "from eda_lesson.shop.events import OrderPaid\nfrom eda_lesson.shop.services import Shop\n"
-        "from eda_lesson.views.flow import draw_flow, figure_to_png\n"
+        "from eda_lesson.views.flow import draw_flow\n"
+        "from eda_lesson.views.sheet import figure_to_png\n"
         "bus = EventBus(); Shop().register(bus)\n"
         "figure_to_png(draw_flow(bus.dispatch(OrderPaid('o-1')), upto=2))\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
@@ -263,7 +264,7 @@ def test_a_drawing_shows_itself_as_png_in_jupyter() -> None:
     figure = draw_flow(paid_cascade())
     assert isinstance(figure, NotebookFigure)
     assert PNGFormatter()(figure).startswith(PNG_SIGNATURE)
-    assert repr(figure).startswith("<NotebookFigure size ")
+    assert repr(figure) == "<picture: dispatch of OrderPaid: 3 events, 5 handler calls>"
 
 
 # ---------------------------------------------------------------------- draw_registrations
@@ -286,9 +287,9 @@ def test_registrations_are_drawn_with_a_box_per_type_and_handler() -> None:
         figure = draw_registrations(bus, event_types=[GiftWrapped])
         figure_to_png(figure)
     drawn = artists(figure)
-    assert face(drawn["event_type-OrderPaid"]) == to_rgba(COLOURS["event"][0])
-    assert face(drawn["handler-Shop.mark_paid"]) == to_rgba(COLOURS["call"][0])
-    assert face(drawn["event_type-GiftWrapped"]) == to_rgba(COLOURS["unhandled"][0])
+    assert face(drawn["event_type-OrderPaid"]) == to_rgba(INKS["event"].fill)
+    assert face(drawn["handler-Shop.mark_paid"]) == to_rgba(INKS["call"].fill)
+    assert face(drawn["event_type-GiftWrapped"]) == to_rgba(INKS["unhandled"].fill)
     assert drawn["event_type-GiftWrapped-label"].get_text() == "GiftWrapped\nno handler"
     arcs = [
         patch
@@ -332,7 +333,7 @@ def test_timeline_without_a_clock_gives_each_step_one_slot() -> None:
         figure_to_png(figure)
     drawn = bars(figure)
     assert [round(bar.get_x(), 2) for bar in drawn] == [0.05, 1.05, 2.05]
-    assert face(drawn[1]) == to_rgba(COLOURS["failed"][0])
+    assert face(drawn[1]) == to_rgba(INKS["failed"].fill)
     labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
     assert labels == ["1. mark_paid", "2. send_receipt", "3. request_shipment"]
 
@@ -404,8 +405,8 @@ def test_series_map_reads_down_a_lane_then_across_to_the_next_part() -> None:
 def test_series_map_outlines_the_first_chapter_as_the_place_to_start() -> None:
     figure = draw_series_map()
     drawn = artists(figure)
-    assert edge(drawn["chapter-00"]) == to_rgba(COLOURS["current"][1])
-    assert edge(drawn["chapter-01"]) == to_rgba(COLOURS["event"][1])
+    assert edge(drawn["chapter-00"]) == to_rgba(INKS["current"].stroke)
+    assert edge(drawn["chapter-01"]) == to_rgba(INKS["event"].stroke)
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert "the series: 10 chapters in 5 parts" in texts
     assert {"chapter", "start here", "part", "reading order"} <= set(texts)
@@ -507,8 +508,8 @@ def test_nested_and_queued_runs_are_drawn_side_by_side_numbered_by_when_they_ran
     assert drawn["nested-call-4"].get_x() > drawn["nested-call-3"].get_x()
     assert drawn["nested-call-8"].get_x() == drawn["nested-call-1"].get_x()
     assert drawn["queue-call-5"].get_y() < drawn["queue-call-4"].get_y()
-    assert face(drawn["queue-call-1"]) == to_rgba(COLOURS["call"][0])
-    assert face(drawn["queue-event-1"]) == to_rgba(COLOURS["event"][0])
+    assert face(drawn["queue-call-1"]) == to_rgba(INKS["call"].fill)
+    assert face(drawn["queue-event-1"]) == to_rgba(INKS["event"].fill)
 
 
 def test_the_dispatched_events_bracket_stays_open_with_nested_calls_only() -> None:
@@ -585,8 +586,8 @@ def test_a_command_is_drawn_in_the_lanes_of_aggregate_store_and_bus_in_order() -
     assert middle_x(drawn["work-1"]) == store_lane and middle_x(drawn["work-5"]) == bus_lane
     heights = [drawn[f"work-{row}"].get_y() for row in range(1, 6)]
     assert heights == sorted(heights, reverse=True)
-    assert face(drawn["work-3"]) == to_rgba(COLOURS["call"][0])
-    assert face(drawn["work-4"]) == to_rgba(COLOURS["event"][0])
+    assert face(drawn["work-3"]) == to_rgba(INKS["call"].fill)
+    assert face(drawn["work-4"]) == to_rgba(INKS["event"].fill)
     # commit() spans the save, the publish and the handler calls.
     bar = drawn["commit"]
     assert bar.get_y() == pytest.approx(drawn["work-5"].get_y())
@@ -611,7 +612,7 @@ def test_publishing_before_commit_is_drawn_with_the_handlers_above_the_conflict(
     )
     assert label(drawn, "work-4") == "3. conflict\norder-o-1: ConcurrencyError"
     assert drawn["work-3"].get_y() > drawn["work-4"].get_y()
-    assert face(drawn["work-4"]) == to_rgba(COLOURS["failed"][0])
+    assert face(drawn["work-4"]) == to_rgba(INKS["failed"].fill)
 
 
 def test_a_refused_commit_publishes_nothing_and_shows_the_discard() -> None:
@@ -629,7 +630,7 @@ def test_a_refused_commit_publishes_nothing_and_shows_the_discard() -> None:
         "3. discard",
     ]
     assert "work-4" not in drawn
-    assert face(drawn["work-3"]) == to_rgba(COLOURS["pending"][0])
+    assert face(drawn["work-3"]) == to_rgba(INKS["pending"].fill)
     assert drawn["work-3"].get_linestyle() == "--"
 
 
@@ -641,7 +642,7 @@ def test_a_handler_failure_after_the_commit_colours_the_handler_calls_red() -> N
         results = uow.commit()
     drawn = artists(draw_unit_of_work(uow, results))
     assert label(drawn, "work-4").startswith("6 handler calls, 1 failed\n")
-    assert face(drawn["work-4"]) == to_rgba(COLOURS["failed"][0])
+    assert face(drawn["work-4"]) == to_rgba(INKS["failed"].fill)
 
 
 def test_a_unit_of_work_that_did_nothing_says_so() -> None:
@@ -675,8 +676,8 @@ def test_a_command_has_its_own_shape_and_colour_in_the_flow_and_the_legend() -> 
     result = command_bus().dispatch(PlaceOrder("o-1"))
     drawn = artists(draw_flow(result))
     command, call = drawn["event-0"], drawn["call-1"]
-    assert to_rgba(command.get_edgecolor()) == to_rgba(COLOURS["command"][1])  # type: ignore[attr-defined]
-    assert to_rgba(command.get_facecolor()) == to_rgba(COLOURS["command"][0])  # type: ignore[attr-defined]
+    assert to_rgba(command.get_edgecolor()) == to_rgba(INKS["command"].stroke)  # type: ignore[attr-defined]
+    assert to_rgba(command.get_facecolor()) == to_rgba(INKS["command"].fill)  # type: ignore[attr-defined]
     corners = len(command.get_path().vertices)  # type: ignore[attr-defined]
     assert corners == 6 and len(call.get_path().vertices) > corners  # type: ignore[attr-defined]
     assert flow_graph(result).nodes[("event", 0)]["command"] is True
@@ -696,7 +697,7 @@ def test_command_types_are_drawn_apart_from_event_types_in_the_registrations() -
     drawn = artists(draw_registrations(command_bus()))
     place = drawn["event_type-PlaceOrder"]
     paid = drawn["event_type-OrderPaid"]
-    assert to_rgba(place.get_edgecolor()) == to_rgba(COLOURS["command"][1])  # type: ignore[attr-defined]
-    assert to_rgba(paid.get_edgecolor()) == to_rgba(COLOURS["event"][1])  # type: ignore[attr-defined]
+    assert to_rgba(place.get_edgecolor()) == to_rgba(INKS["command"].stroke)  # type: ignore[attr-defined]
+    assert to_rgba(paid.get_edgecolor()) == to_rgba(INKS["event"].stroke)  # type: ignore[attr-defined]
     title = draw_registrations(command_bus()).axes[0].texts
     assert any("2 message types" in t.get_text() for t in title)

@@ -37,8 +37,8 @@ from eda_lesson.views.failures import (
     draw_dead_letters,
     event_label,
 )
-from eda_lesson.views.flow import figure_to_png
-from eda_lesson.views.graphs import COLOURS
+from eda_lesson.views.palette import INKS
+from eda_lesson.views.sheet import figure_to_png
 
 pytestmark = [
     pytest.mark.filterwarnings("error"),
@@ -139,7 +139,7 @@ def test_each_attempt_and_each_wait_sits_at_its_time_on_the_clock() -> None:
     assert waits == [(0.2, 1.2), (1.4, 3.4)]
     assert {"wait 1 s", "wait 2 s", "dead letter #1"} <= set(texts(figure))
     assert artists["outcome-0"].get_text() == "dead letter #1"
-    red = COLOURS["failed"][0]
+    red = INKS["failed"].fill
     assert all(tuple(artists[f"attempt-0-{n}"].get_facecolor()) == _rgba(red) for n in (1, 2, 3))
 
 
@@ -147,7 +147,7 @@ def test_a_success_after_retries_is_green_and_says_how_many_attempts_it_took() -
     log, store, _ = retried_payment(busy=2)
     figure = draw_attempts(log, dead_letters=store)
     artists = by_gid(figure)
-    assert tuple(artists["attempt-0-3"].get_facecolor()) == _rgba(COLOURS["call"][0])
+    assert tuple(artists["attempt-0-3"].get_facecolor()) == _rgba(INKS["call"].fill)
     assert artists["outcome-0"].get_text() == "ok after 3 attempts"
     assert figure.axes[0].get_title() == "attempts on the clock: 3 attempts, 1 handler call"
 
@@ -158,7 +158,7 @@ def test_a_replay_is_marked_and_its_first_attempt_outlined() -> None:
     figure = draw_attempts(log, dead_letters=store)
     assert "replay" in texts(figure)
     artists = by_gid(figure)
-    purple = _rgba(COLOURS["current"][1])
+    purple = _rgba(INKS["current"].stroke)
     edges = [tuple(a.get_edgecolor()) for gid, a in artists.items() if gid.startswith("attempt-")]
     assert edges.count(purple) == 1  # the first attempt of the replay
     assert artists["outcome-0"].get_text() == "ok after 5 attempts"
@@ -230,7 +230,7 @@ def test_replayed_letters_are_shown_leaving_the_store() -> None:
     words = texts(figure)
     assert "dead-letter store: 0 letters waiting, 1 replayed and gone" in words
     assert "replayed: handled, left the store" in words
-    assert tuple(by_gid(figure)["letter-1"].get_facecolor()) == _rgba(COLOURS["pending"][0])
+    assert tuple(by_gid(figure)["letter-1"].get_facecolor()) == _rgba(INKS["pending"].fill)
 
 
 def test_an_empty_store_says_so() -> None:

@@ -26,12 +26,12 @@ from eda_lesson.views.graphs import (
     check_step,
     flow_graph,
     registration_graph,
-    shorten,
     step_caption,
     step_rows,
     step_table,
     to_mermaid,
 )
+from eda_lesson.views.labels import shorten
 
 
 def shop_bus() -> tuple[EventBus, Shop]:
@@ -340,11 +340,12 @@ def test_mermaid_text_of_a_small_cascade() -> None:
         "    e0 --> c2\n"
         "    e0 --> c3\n"
         "    c3 --> e1\n"
-        "    classDef edaEvent fill:#dbeafe,stroke:#1d4ed8,color:#111827\n"
-        "    classDef edaHandler fill:#dcfce7,stroke:#15803d,color:#111827\n"
-        "    classDef edaFailed fill:#fee2e2,stroke:#b91c1c,color:#111827\n"
-        "    classDef edaUnhandled fill:#fef3c7,stroke:#b45309,color:#111827,"
-        "stroke-dasharray:4 3\n"
+        "    classDef edaEvent fill:#bbe1f6,stroke:#0072b2,color:#111827\n"
+        "    classDef edaHandler fill:#99d8c7,stroke:#009e73,color:#111827\n"
+        "    classDef edaFailed fill:#f0c7a6,stroke:#d55e00,color:#111827,"
+        "stroke-width:2px,stroke-dasharray:6 3\n"
+        "    classDef edaUnhandled fill:#f6dda6,stroke:#e69f00,color:#111827,"
+        "stroke-width:1.8px,stroke-dasharray:2 2\n"
     )
 
 

@@ -21,8 +21,6 @@ from eda_lesson.shop.events import LineItem, OrderCancelled, OrderCreated, Order
 from eda_lesson.shop.fulfilment import FulfilmentSaga, OrchestratedFulfilment
 from eda_lesson.shop.order import Order, order_registry
 from eda_lesson.shop.read_models import OrdersByStatus, RevenuePerCustomer
-from eda_lesson.views.flow import figure_to_png
-from eda_lesson.views.graphs import COLOURS
 from eda_lesson.views.history import (
     HistoryExplorer,
     draw_cqrs,
@@ -32,6 +30,8 @@ from eda_lesson.views.history import (
     event_fields,
     state_of,
 )
+from eda_lesson.views.palette import INKS
+from eda_lesson.views.sheet import figure_to_png
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -93,11 +93,11 @@ def walk(widget: Any) -> Iterator[Any]:
 
 def test_the_fold_lights_the_version_asked_for_and_fades_the_later_ones() -> None:
     figure = draw_fold(LIFE, upto=2)
-    assert face(artist(figure, "state-v2")) == to_rgba(COLOURS["current"][0])
-    assert face(artist(figure, "state-v3")) == to_rgba(COLOURS["pending"][0])
+    assert face(artist(figure, "state-v2")) == to_rgba(INKS["current"].fill)
+    assert face(artist(figure, "state-v3")) == to_rgba(INKS["pending"].fill)
     assert face(artist(figure, "state-v1")) == to_rgba("#ffffff")
-    assert face(artist(figure, "event-v2")) == to_rgba(COLOURS["event"][0])
-    assert face(artist(figure, "event-v3")) == to_rgba(COLOURS["pending"][0])
+    assert face(artist(figure, "event-v2")) == to_rgba(INKS["event"].fill)
+    assert face(artist(figure, "event-v3")) == to_rgba(INKS["pending"].fill)
     assert repr(figure) == "<picture: Order state as a left fold of its events: version 2 of 3>"
     assert figure._repr_png_().startswith(PNG)  # what a notebook shows and saves
 
@@ -154,8 +154,8 @@ def test_the_log_has_a_column_per_stream_and_a_row_per_global_position(
 
 def test_the_log_fades_what_a_reader_has_not_read_yet(store: EventStore) -> None:
     figure = draw_event_log(store, upto=3)
-    assert face(artist(figure, "log-3")) == to_rgba(COLOURS["event"][0])
-    assert face(artist(figure, "log-4")) == to_rgba(COLOURS["pending"][0])
+    assert face(artist(figure, "log-3")) == to_rgba(INKS["event"].fill)
+    assert face(artist(figure, "log-4")) == to_rgba(INKS["pending"].fill)
     assert "read up to position 3" in texts(figure)
 
 
@@ -187,17 +187,17 @@ def test_a_projection_stopped_half_way_lights_what_the_last_event_changed(
 ) -> None:
     figure = draw_projection(store, OrdersByStatus, upto=4)
     assert artist(figure, "entry-1").get_text() == "o-2: cancelled"
-    assert artist(figure, "entry-1").get_color() == COLOURS["current"][1]
-    assert artist(figure, "entry-0").get_color() != COLOURS["current"][1]
-    assert face(artist(figure, "projected-4")) == to_rgba(COLOURS["current"][0])
-    assert face(artist(figure, "projected-5")) == to_rgba(COLOURS["pending"][0])
+    assert artist(figure, "entry-1").get_color() == INKS["current"].stroke
+    assert artist(figure, "entry-0").get_color() != INKS["current"].stroke
+    assert face(artist(figure, "projected-4")) == to_rgba(INKS["current"].fill)
+    assert face(artist(figure, "projected-5")) == to_rgba(INKS["pending"].fill)
 
 
 def test_events_a_projection_ignores_are_marked_as_read_but_ignored(store: EventStore) -> None:
     figure = draw_projection(store, RevenuePerCustomer)
     ignored = artist(figure, "projected-4")  # o-2 cancelled before any payment: no refund
     assert face(ignored) == to_rgba("#ffffff")
-    assert face(artist(figure, "projected-3")) == to_rgba(COLOURS["event"][0])
+    assert face(artist(figure, "projected-3")) == to_rgba(INKS["event"].fill)
     assert "2 ignored" in repr(figure)
 
 

@@ -31,7 +31,9 @@ from eda_lesson.shop.events import (
     ShipmentRequested,
 )
 from eda_lesson.shop.services import Shop
-from eda_lesson.views.graphs import COLOURS, flow_graph, shorten, to_mermaid
+from eda_lesson.views.graphs import flow_graph, to_mermaid
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import INKS
 
 pytestmark = pytest.mark.slow
 
@@ -237,7 +239,7 @@ def expected_nodes(result: DispatchResult) -> dict[str, Expected]:
             if data["failed"]:
                 text += f"{SEPARATOR}failed: {seen(data['error'])}"
             node_id = f"c{data['step']}"
-        nodes[node_id] = Expected(CLASS[kind], COLOURS[kind][0], shape, text)
+        nodes[node_id] = Expected(CLASS[kind], INKS[kind].fill, shape, text)
     return nodes
 
 

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from eda_lesson.patterns.aggregate import DomainError
 from eda_lesson.patterns.event_methods import applies
 from eda_lesson.patterns.projections import Projection
-from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore, StoredEvent
+from eda_lesson.patterns.store import (
+    CorruptEventError,
+    EventStore,
+    InMemoryEventStore,
+    SQLiteEventStore,
+    StoredEvent,
+)
 from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
 from eda_lesson.shop.order import Order, order_registry
 from eda_lesson.shop.read_models import OrdersByStatus, RevenuePerCustomer
@@ -222,3 +228,23 @@ def test_an_aggregate_applies_by_the_same_rule_nearest_base_first() -> None:
 
     counter = Counter.from_events([Changed(1), Grown(2), GrownTwice(3)])
     assert counter.log == ["changed", "grown", "grown"]
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 1000])
+def test_catch_up_stops_exactly_at_a_corrupt_event_whatever_the_page_size(
+    tmp_path: Path, page_size: int
+) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteEventStore(path, order_registry()) as store:
+        shop_history(store)  # positions 1 to 7
+        store._db.execute("UPDATE events SET payload = 'not json' WHERE position = 5")
+    with SQLiteEventStore(path, order_registry(), page_size=page_size) as store:
+        projection = OrdersByStatus()
+        with pytest.raises(CorruptEventError, match=r"position 5\): .*not valid JSON") as caught:
+            projection.catch_up(store)
+        assert projection.position == 4 and caught.value.position == 5
+        assert projection.status == {"o-1": "paid", "o-2": "created", "o-3": "created"}
+        rebuilt = OrdersByStatus()
+        with pytest.raises(CorruptEventError):
+            rebuilt.rebuild(store)
+        assert rebuilt.snapshot() == projection.snapshot()  # the same stop, from scratch

@@ -22,10 +22,8 @@ from eda_lesson.shop.fulfilment import (
     OrchestratedFulfilment,
     fulfilment_registry,
 )
-from eda_lesson.views.flow import figure_to_png
-from eda_lesson.views.graphs import COLOURS
+from eda_lesson.views.palette import COMPENSATION, INKS
 from eda_lesson.views.sagas import (
-    COMPENSATION,
     SagaExplorer,
     draw_saga_comparison,
     draw_saga_run,
@@ -36,6 +34,7 @@ from eda_lesson.views.sagas import (
     state_machine_layout,
     world_at,
 )
+from eda_lesson.views.sheet import figure_to_png
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -113,9 +112,9 @@ def test_compensating_transitions_are_dashed_and_orange() -> None:
     compensating = artist(figure, "transition-awaiting payment-PaymentFailed")
     plain = artist(figure, "transition-awaiting stock-StockReserved")
     assert compensating.get_linestyle() == "--"
-    assert compensating.get_edgecolor() == to_rgba(COMPENSATION[1])
+    assert compensating.get_edgecolor() == to_rgba(COMPENSATION.stroke)
     assert plain.get_linestyle() == "-"
-    assert plain.get_edgecolor() != to_rgba(COMPENSATION[1])
+    assert plain.get_edgecolor() != to_rgba(COMPENSATION.stroke)
 
 
 def test_the_current_state_is_lit_and_the_path_taken_is_bold() -> None:
@@ -123,16 +122,16 @@ def test_the_current_state_is_lit_and_the_path_taken_is_bold() -> None:
     saga = shop.saga("o-1")  # type: ignore[union-attr]
     figure = draw_state_machine(current=saga.state, taken=saga.path)
     lit = artist(figure, "state-cancelled")
-    assert tuple(lit.get_facecolor()) == to_rgba(COLOURS["current"][0])
+    assert tuple(lit.get_facecolor()) == to_rgba(INKS["current"].fill)
     assert tuple(artist(figure, "state-awaiting payment").get_facecolor()) == to_rgba(
-        COLOURS["call"][0]
+        INKS["call"].fill
     )
     assert tuple(artist(figure, "state-shipped").get_facecolor()) == to_rgba("#ffffff")
     taken = artist(figure, "transition-releasing stock-StockReleased")
     not_taken = artist(figure, "transition-awaiting payment-OrderPaid")
     assert taken.get_linewidth() > not_taken.get_linewidth()
-    assert taken.get_edgecolor() == to_rgba(COMPENSATION[1])
-    assert not_taken.get_edgecolor() != to_rgba(COLOURS["current"][1])
+    assert taken.get_edgecolor() == to_rgba(COMPENSATION.stroke)
+    assert not_taken.get_edgecolor() != to_rgba(INKS["current"].stroke)
     assert repr(figure) == "<picture: the order fulfilment state machine: now 'cancelled'>"
 
 
@@ -176,8 +175,8 @@ def test_a_run_has_one_call_box_per_step_and_colours_by_phase() -> None:
     assert len(gids(figure, "call-")) == len(result.calls) == 9
     failure = artist(figure, "message-4-5")  # #4 PaymentFailed, handled at step 5
     release = artist(figure, "message-5-6")  # #5 ReleaseStock, a command
-    assert failure.get_edgecolor() == to_rgba(COLOURS["failed"][1])
-    assert release.get_edgecolor() == to_rgba(COMPENSATION[1])
+    assert failure.get_edgecolor() == to_rgba(INKS["failed"].stroke)
+    assert release.get_edgecolor() == to_rgba(COMPENSATION.stroke)
     assert release.get_linestyle() == "--" and failure.get_linestyle() == "-"
     assert artist(figure, "label-5-6").get_text() == "#5 ReleaseStock"
 
@@ -198,9 +197,9 @@ def test_what_the_process_manager_sends_is_drawn_as_a_command() -> None:
 def test_stepping_a_run_lights_the_step_and_fades_what_follows() -> None:
     _, result = run(OrchestratedFulfilment, declined=True)
     figure = draw_saga_run(result, upto=5)
-    assert artist(figure, "call-5").get_edgecolor() == to_rgba(COLOURS["current"][1])
-    assert tuple(artist(figure, "call-6").get_facecolor()) == to_rgba(COLOURS["pending"][0])
-    assert tuple(artist(figure, "call-4").get_facecolor()) == to_rgba(COLOURS["call"][0])
+    assert artist(figure, "call-5").get_edgecolor() == to_rgba(INKS["current"].stroke)
+    assert tuple(artist(figure, "call-6").get_facecolor()) == to_rgba(INKS["pending"].fill)
+    assert tuple(artist(figure, "call-4").get_facecolor()) == to_rgba(INKS["call"].fill)
     assert repr(figure).endswith("after step 5>")
     with pytest.raises(ValueError, match="it has 9 steps"):
         draw_saga_run(result, upto=10)
@@ -210,7 +209,7 @@ def test_an_event_nobody_handles_ends_in_a_stub() -> None:
     _, result = run(ChoreographedFulfilment)
     figure = draw_saga_run(result)
     assert gids(figure, "unhandled-") == ["unhandled-3"]  # #3 OrderShipped
-    assert artist(figure, "unhandled-3").get_edgecolor() == to_rgba(COLOURS["unhandled"][1])
+    assert artist(figure, "unhandled-3").get_edgecolor() == to_rgba(INKS["unhandled"].stroke)
 
 
 def test_a_participant_hearing_itself_gets_a_loop() -> None:

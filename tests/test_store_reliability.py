@@ -4,6 +4,7 @@ and corrupt rows written behind the store's back."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import signal
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,56 @@ def test_stored_data_never_runs_anything(store_with_one_good_event: Path, tmp_pa
         with pytest.raises(CorruptEventError, match="not valid JSON"):
             store.read("order-o-2")
     assert not target.exists()
+
+
+def test_a_projection_applies_the_good_events_that_share_a_page_with_a_corrupt_row(
+    store_with_one_good_event: Path,
+) -> None:
+    """With the default page of 1,000 rows, the good events around a broken one are in the
+    same page: they used to be dropped with it, so the projection never moved."""
+    path = store_with_one_good_event
+    with SQLiteEventStore(path, REGISTRY) as store:
+        store.append("order-o-2", [OrderCreated("o-2", "c-8", 5.0)], expected_version=0)
+    _write_row(path, "order-o-2", 2, "OrderPaid", 1, '{"order_id": "o-2", "amount": "five"}')
+    with SQLiteEventStore(path, REGISTRY) as store:
+        store.append("order-o-3", [OrderCreated("o-3", "c-9", 7.0)], expected_version=0)
+        projection = OrdersByStatus()
+        with pytest.raises(CorruptEventError, match=r"global position 3\).*amount should be"):
+            projection.catch_up(store)
+        assert projection.position == 2  # exactly the row before the broken one
+        assert projection.status == {"o-1": "created", "o-2": "created"}
+        with pytest.raises(CorruptEventError):  # and it stays there until the row is fixed
+            projection.catch_up(store)
+        assert projection.position == 2
+        store._db.execute(
+            "UPDATE events SET payload = ? WHERE position = 3", ('{"order_id":"o-2","amount":5}',)
+        )
+        assert projection.catch_up(store) == 2
+    assert projection.status == {"o-1": "created", "o-2": "paid", "o-3": "created"}
+
+
+def _open_new_store_at_once(path: str, barrier: Any, writer: int) -> str:
+    try:
+        barrier.wait(timeout=30)
+        with SQLiteEventStore(path, REGISTRY, timeout=10) as store:
+            store.append(f"writer-{writer}", [OrderPaid(f"p{writer}", 1.0)], 0)
+        return "ok"
+    except Exception as error:  # reported to the parent, which asserts
+        return f"{type(error).__name__}: {error}"
+
+
+def test_processes_creating_the_same_new_store_at_the_same_moment_all_succeed(
+    tmp_path: Path,
+) -> None:
+    """Eight processes opening one file that does not exist yet used to fail now and then
+    with "database is locked" after a millisecond, at PRAGMA journal_mode=WAL."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager, ProcessPoolExecutor(8, mp_context=context) as pool:
+        barrier = manager.Barrier(8)  # all eight open at once, round after round
+        for round_number in range(20):
+            path = str(tmp_path / f"new-{round_number}.db")
+            outcomes = list(pool.map(_open_new_store_at_once, [path] * 8, [barrier] * 8, range(8)))
+            assert outcomes == ["ok"] * 8, f"round {round_number}: {outcomes}"
+            with SQLiteEventStore(path, REGISTRY) as store:
+                assert len(store) == 8
+                assert store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -472,7 +472,7 @@ def test_explorers_and_drawings_in_an_executed_notebook_pass_strict_nbval(tmp_pa
         "DispatchResult(OrderPaid: 3 events, 5 handler calls)",
         "DispatchExplorer: 2 events, 11 handlers, step 3 of 5",
         "RegistrationExplorer: 11 of 11 registrations on, 5 event types",
-        "<NotebookFigure size 1390x282 with 1 Axes>",
+        "<picture: dispatch of OrderPaid: 3 events, 5 handler calls>",
     ]
     drawing = notebook.cells[-1].outputs[0]["data"]
     assert drawing["image/png"]  # the learner sees the picture, without pyplot

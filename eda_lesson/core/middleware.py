@@ -385,11 +385,18 @@ class RetriesExhaustedError(Exception):
     def __init__(self, handler: str, attempts: tuple[Attempt, ...], reason: str = "") -> None:
         self.handler = handler
         self.attempts = attempts
+        self.reason = reason
         why = f" ({reason})" if reason else ""
         super().__init__(
             f"{handler} failed {plural(len(attempts), 'attempt')}{why}; "
             f"last error: {attempts[-1].outcome}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from what it was made of (and its cause, the last error), so that it
+        # reaches a caller in another process, such as a process pool's, whole.
+        state = {"__cause__": self.__cause__}
+        return type(self), (self.handler, self.attempts, self.reason), state
 
     @property
     def last_error(self) -> Exception | None:

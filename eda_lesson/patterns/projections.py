@@ -13,6 +13,13 @@ It remembers the position of the last event it has seen, so:
 A projection applies each event once: an event at or before its position is skipped, so
 reading the same event twice changes nothing.
 
+A stored event that cannot be read (a row another program broke) stops ``catch_up`` right
+there: every event before it is applied, :attr:`Projection.position` is the one before it,
+and the store's :class:`~eda_lesson.patterns.store.CorruptEventError` says which stream,
+version and position to repair. Nothing is skipped silently: a read model that missed an
+event would be wrong with no sign of it. Once the row is repaired (or an upcaster reads it),
+the next ``catch_up`` goes on from there.
+
 What this module does not do: store the read model or its position anywhere but memory, or
 push events to projections (they pull, when asked).
 """
@@ -61,7 +68,10 @@ class Projection:
         self.position = stored.position
 
     def catch_up(self, store: EventStore) -> int:
-        """Apply every event after :attr:`position`; return how many were read."""
+        """Apply every event after :attr:`position`; return how many were read.
+
+        Stops at the first event that cannot be read or applied, with :attr:`position` at
+        the event before it, and raises the error (see the module docstring)."""
         project = self.project
         count = 0
         for stored in store.read_all(self.position):

@@ -9,12 +9,12 @@
 * :func:`draw_outbox` draws the outbox's rows, sent and waiting, and where the relay reads.
 * :func:`draw_dual_write` draws units of work that crashed (or not) between their writes,
   from their recorded steps, with what each run lost.
-* :class:`DeliveryExplorer` is a slider over a delivery log.
+* :class:`DeliveryExplorer` steps through a delivery log.
 
-The colours are those of :data:`eda_lesson.views.graphs.COLOURS`: handled is a call's green, a
-failure red, a duplicate grey. Layouts depend only on the records drawn, never on timings
-or entry ids. Nothing here talks to Redis except :func:`pending_deliveries`; nothing here
-changes what it draws.
+The inks are those of :mod:`eda_lesson.views.palette`: handled is a call's green, a failure
+vermillion and hatched, a dead letter darker still, a duplicate grey. Layouts depend only on
+the records drawn, never on timings or entry ids. Nothing here talks to Redis except
+:func:`pending_deliveries`; nothing here changes what it draws.
 """
 
 from __future__ import annotations
@@ -37,10 +37,26 @@ from eda_lesson.core.text import plural
 from eda_lesson.patterns.outbox import Outbox, OutboxMessage, Relay
 from eda_lesson.patterns.unit_of_work import UnitOfWork
 from eda_lesson.transport.redis_streams import OUTCOMES, Delivery, StreamKeys, talking_to
-from eda_lesson.views.flow import FADED_EDGE, FADED_TEXT, TEXT, figure_to_png
-from eda_lesson.views.graphs import COLOURS
-from eda_lesson.views.history import widget_bundle
-from eda_lesson.views.sheet import Key, Sheet, key
+from eda_lesson.views.palette import (
+    CALL,
+    CURRENT,
+    DEAD_LETTER,
+    DUPLICATE,
+    EDGE,
+    EVENT,
+    FADED_EDGE,
+    FADED_TEXT,
+    FAILED,
+    MUTED_TEXT,
+    PANEL,
+    QUEUED,
+    TEXT,
+    UNHANDLED,
+    WHITE,
+    Ink,
+)
+from eda_lesson.views.sheet import Key, Sheet
+from eda_lesson.views.stepper import Explorer, Stepper
 
 __all__ = [
     "DeliveryExplorer",
@@ -53,16 +69,18 @@ __all__ = [
 PENDING = "pending"
 """The outcome :func:`pending_deliveries` gives: delivered, not (yet) acknowledged."""
 
-DEAD = ("#7f1d1d", "#450a0a")  # a dead letter: darker than a failure, it will not come back
-REDELIVERY = COLOURS["unhandled"][1]  # the orange of "not finished the first time"
+REDELIVERY = UNHANDLED.stroke  # the orange of "not finished the first time"
 
-_LOOK: dict[str, dict[str, Any]] = {
-    "handled": {"face": COLOURS["call"][0], "edge": COLOURS["call"][1]},
-    "duplicate": {"face": COLOURS["pending"][0], "edge": "#6b7280"},
-    "failed": {"face": COLOURS["failed"][0], "edge": COLOURS["failed"][1]},
-    "dead-lettered": {"face": DEAD[0], "edge": DEAD[1], "text": "#ffffff"},
-    PENDING: {"face": "#ffffff", "edge": "#6b7280", "dashes": "--"},
+#: The ink of a delivery's mark by its outcome. A mark is small: a failure keeps its
+#: hatching and a plain border; a dead letter is darker still (it will not come back).
+_MARKS: dict[str, Ink] = {
+    "handled": CALL,
+    "duplicate": DUPLICATE,
+    "failed": FAILED.but(dashes="-", width=1.2),
+    "dead-lettered": DEAD_LETTER,
+    PENDING: Ink(WHITE, MUTED_TEXT, dashes="--"),
 }
+_NOT_YET = Ink(WHITE, FADED_EDGE)
 _WORDS = {
     "handled": "handled",
     "duplicate": "duplicate, skipped",
@@ -163,16 +181,14 @@ def _draw_lanes(
             sheet.box(
                 ((left + width - MARGIN) / 2, y),
                 (width - MARGIN - left, LANE * 0.92),
-                face="#f9fafb",
-                edge="#f9fafb",
-                rounded=False,
+                ink=Ink(PANEL, PANEL),
                 zorder=0,
             )
         handled = sum(1 for d in records if d.consumer == name and d.outcome == "handled")
         sheet.text(MARGIN, y + 0.08, name, ha="left", va="center", fontsize=9, weight="bold")
         sheet.text(
             MARGIN, y - 0.12, f"{handled} handled", ha="left", va="center", fontsize=7.5,
-            color=FADED_TEXT if not handled else TEXT,
+            colour=FADED_TEXT if not handled else TEXT,
         )  # fmt: skip
 
 
@@ -183,7 +199,7 @@ def _label_events(
     for event in events:
         sheet.text(
             column_x[event], bottom - 0.05, event, ha="center", va="top", rotation=90,
-            fontsize=small, color=FADED_TEXT,
+            fontsize=small, colour=FADED_TEXT,
         )  # fmt: skip
 
 
@@ -204,14 +220,10 @@ def _draw_marks(
         x = column_x[event] + min(slot, 3) * MARK * 0.6
         y = lane_y[delivery.consumer] - min(slot, 3) * MARK * 0.3
         visible = number < shown
-        look = dict(_LOOK.get(delivery.outcome, _LOOK["failed"]))
-        if not visible:
-            look = {"face": "#ffffff", "edge": FADED_EDGE}
-        text = look.pop("text", TEXT)
+        ink = _MARKS.get(delivery.outcome, _MARKS["failed"]) if visible else _NOT_YET
+        text = WHITE if ink == DEAD_LETTER else TEXT
         label = str(delivery.delivery) if delivery.delivery > 1 and visible else ""
-        mark = sheet.box(
-            (x, y), (MARK, MARK), label, fontsize=6.5, text=text, rounded=False, zorder=3, **look
-        )
+        mark = sheet.box((x, y), (MARK, MARK), label, ink=ink, fontsize=6.5, text=text, zorder=3)
         before = last_mark.get(event)
         if before is not None and visible:
             sheet.connect(before, mark, colour=REDELIVERY, width=0.9, bend=-0.25)
@@ -226,13 +238,13 @@ def _delivery_legend(records: Sequence[Delivery]) -> list[Key]:
         if outcome in outcomes or outcome == "handled"
     ]
     if any(d.delivery > 1 for d in records):
-        keys.append(Key("delivered again (number: which delivery)", "", REDELIVERY, line=True))
+        again = _NOT_YET.but(stroke=REDELIVERY)
+        keys.append(Key("delivered again (number: which delivery)", again, line=True))
     return keys
 
 
 def _outcome_key(outcome: str) -> Key:
-    look = _LOOK[outcome]
-    return Key(_WORDS[outcome], look["face"], look["edge"], look.get("dashes", "-"))
+    return Key(_WORDS[outcome], _MARKS[outcome])
 
 
 def _deliveries_title(records: Sequence[Delivery], lanes: int) -> str:
@@ -267,30 +279,29 @@ def draw_outbox(
     more = len(messages) - len(shown)
     rows = max(1, len(shown)) + (1 if more else 0)
     width = 7.6
-    keys = [key("call", "sent"), key("queued", "waiting for the relay")]
+    keys = [Key("sent", _SENT), Key("waiting for the relay", _WAITING)]
     height = TITLE + 0.35 + ROW * rows + Sheet.legend_height(keys, width) + 0.1
     sheet = Sheet.new(width, height, ax)
     top = height - TITLE - 0.35
     x = MARGIN + 1.15 + ROW_BOX[0] / 2
     sheet.text(x, top + 0.17, "outbox (in the store's file)", ha="center", va="center",
-               fontsize=8.5, color=FADED_TEXT)  # fmt: skip
+               fontsize=8.5, colour=FADED_TEXT)  # fmt: skip
     boxes = [
         _outbox_row(sheet, message, (x, top - ROW * (n + 0.5))) for n, message in enumerate(shown)
     ]
     if not shown:
         sheet.text(x, top - ROW / 2, "empty: nothing written yet", ha="center", va="center",
-                   fontsize=8, color=FADED_TEXT)  # fmt: skip
+                   fontsize=8, colour=FADED_TEXT)  # fmt: skip
     if more:
         sheet.text(x, top - ROW * (len(shown) + 0.5), f"... {more} more", ha="center",
-                   va="center", fontsize=8, color=FADED_TEXT)  # fmt: skip
+                   va="center", fontsize=8, colour=FADED_TEXT)  # fmt: skip
     # The relay reads the oldest waiting row next (the "more" line, when that one is hidden).
     next_up = next((n for n, m in enumerate(messages) if not m.sent), None)
     if next_up is not None:
         next_up = min(next_up, len(shown))
         y = top - ROW * (next_up + 0.5)
-        sheet.arrow((MARGIN + 0.75, y), (x - ROW_BOX[0] / 2, y), colour=COLOURS["current"][1])
-        sheet.text(MARGIN, y, "relay", ha="left", va="center", fontsize=8.5,
-                   color=COLOURS["current"][1], weight="bold")  # fmt: skip
+        sheet.arrow((MARGIN + 0.75, y), (x - ROW_BOX[0] / 2, y), colour=CURRENT.stroke)
+        sheet.text(MARGIN, y, "relay", ha="left", colour=CURRENT.words, weight="bold")
     if relay is not None:
         last_sent = [box for box, message in zip(boxes, shown, strict=True) if message.sent][-1:]
         _relay_box(sheet, relay, last_sent, (width - MARGIN - 0.95, top - ROW * rows / 2))
@@ -299,13 +310,15 @@ def draw_outbox(
     return sheet.figure
 
 
+_SENT = CALL
+_WAITING = QUEUED.but(shape="square")
+
+
 def _outbox_row(sheet: Sheet, message: OutboxMessage, centre: tuple[float, float]) -> Any:
-    look = key("call", "") if message.sent else key("queued", "")
+    ink = _SENT if message.sent else _WAITING
     words = f"{message.position:>3}  {message.event_id:<8} {message.event_type:<15} "
     words += f"{message.stream_id}"
-    return sheet.box(
-        centre, ROW_BOX, words, face=look.face, edge=look.edge, fontsize=7.5, family="monospace"
-    )
+    return sheet.box(centre, ROW_BOX, words, ink=ink, fontsize=7.5, family="monospace")
 
 
 def _relay_box(
@@ -313,8 +326,7 @@ def _relay_box(
 ) -> None:
     name = type(relay.publisher).__name__
     label = f"{name}\n{plural(relay.published, 'message')} published"
-    target = sheet.box(centre, (1.75, 0.6), label, face=COLOURS["event"][0],
-                       edge=COLOURS["event"][1], fontsize=7.5)  # fmt: skip
+    target = sheet.box(centre, (1.75, 0.6), label, ink=EVENT, fontsize=7.5)
     for row in rows:  # from the newest row sent: what the publisher has
         sheet.connect(row, target, colour=FADED_EDGE, dashes="--")
 
@@ -328,7 +340,7 @@ RUN_ROW = 0.95
 
 def draw_dual_write(runs: Mapping[str, UnitOfWork], *, ax: Axes | None = None) -> Figure:
     """Units of work side by side, one row each, drawn from their recorded steps: the
-    writes that happened, the crash (red), the write that never happened (dashed), and
+    writes that happened, the crash (hatched), the write that never happened (dashed), and
     what the run left behind."""
     if not runs:
         raise ValueError("draw_dual_write needs at least one run: {'label': unit_of_work}")
@@ -338,9 +350,9 @@ def draw_dual_write(runs: Mapping[str, UnitOfWork], *, ax: Axes | None = None) -
     verdict_room = 2.5
     width = 2 * MARGIN + label_room + longest * (STEP_BOX[0] + STEP_GAP) + verdict_room
     keys = [
-        key("call", "written"),
-        key("failed", "the process died here"),
-        Key("never written", "#ffffff", FADED_EDGE, "--"),
+        Key("written", _STEP_INKS["done"]),
+        Key("the process died here", _STEP_INKS["crash"]),
+        Key("never written", _STEP_INKS["never"]),
     ]
     height = TITLE + RUN_ROW * len(runs) + Sheet.legend_height(keys, width) + 0.1
     sheet = Sheet.new(width, height, ax)
@@ -352,28 +364,29 @@ def draw_dual_write(runs: Mapping[str, UnitOfWork], *, ax: Axes | None = None) -
         previous = None
         for place, (words, state) in enumerate(steps):
             x = MARGIN + label_room + place * (STEP_BOX[0] + STEP_GAP) + STEP_BOX[0] / 2
-            look = _STEP_LOOK[state]
-            box = sheet.box((x, y), STEP_BOX, words, fontsize=7.5, **look)
+            ink = _STEP_INKS[state]
+            text = FADED_TEXT if state == "never" else TEXT
+            box = sheet.box((x, y), STEP_BOX, words, ink=ink, text=text, fontsize=7.5)
             if previous is not None:
-                sheet.connect(previous, box, colour=EDGE_OF[state])
+                sheet.connect(previous, box, colour=FADED_EDGE if state in _NOT_DONE else EDGE)
             previous = box
         verdict, good = _verdict(runs[label])
         lost += not good
-        colour = COLOURS["call"][1] if good else COLOURS["failed"][1]
+        colour = CALL.words if good else FAILED.words
         sheet.text(width - MARGIN - verdict_room + 0.1, y, verdict, ha="left", va="center",
-                   fontsize=8, color=colour, weight="bold")  # fmt: skip
+                   fontsize=8, colour=colour, weight="bold")  # fmt: skip
     sheet.title(f"{plural(len(runs), 'commit')}: {lost} left the store and the world disagreeing")
     sheet.legend(keys)
     return sheet.figure
 
 
-_STEP_LOOK: dict[str, dict[str, Any]] = {
-    "done": {"face": COLOURS["call"][0], "edge": COLOURS["call"][1]},
-    "crash": {"face": COLOURS["failed"][0], "edge": COLOURS["failed"][1]},
-    "never": {"face": "#ffffff", "edge": FADED_EDGE, "dashes": "--", "text": FADED_TEXT},
-    "later": {"face": "#ffffff", "edge": COLOURS["call"][1], "dashes": "--"},
+_STEP_INKS: dict[str, Ink] = {
+    "done": CALL,
+    "crash": FAILED,
+    "never": Ink(WHITE, FADED_EDGE, dashes="--"),
+    "later": Ink(WHITE, CALL.stroke, dashes="--"),
 }
-EDGE_OF = {"done": "#4b5563", "crash": "#4b5563", "never": FADED_EDGE, "later": FADED_EDGE}
+_NOT_DONE = frozenset({"never", "later"})  # the arrow into such a step is faded
 _STEP_WORDS = {
     "save": "save\nto the store",
     "publish": "publish\nto the bus",
@@ -411,9 +424,9 @@ def _verdict(uow: UnitOfWork) -> tuple[str, bool]:
 # ---------------------------------------------------------------------- the explorer
 
 
-class DeliveryExplorer:
-    """A slider over a delivery log: the picture of the first n deliveries and a line
-    saying what the n-th one was.
+class DeliveryExplorer(Explorer):
+    """Steps through a delivery log: the picture of the first n deliveries and a line
+    saying what the n-th one was. It opens on the whole log.
 
     >>> explorer = DeliveryExplorer(worker.deliveries)  # doctest: +SKIP
     >>> explorer.step_to(3); print(explorer.caption())  # doctest: +SKIP
@@ -424,30 +437,22 @@ class DeliveryExplorer:
         if not self.deliveries:
             raise ValueError("DeliveryExplorer needs at least one delivery; run a worker first")
         self.consumers = tuple(consumers)
-        self._pngs: dict[int, bytes] = {}
-        self._slider = widgets.IntSlider(
-            min=0, max=len(self.deliveries), value=len(self.deliveries), description="delivery"
-        )
+        self._stepper = Stepper(self._show, description="delivery")
         self._caption = widgets.Label()
         self._image = widgets.Image(format="png")
-        self._slider.observe(lambda _change: self._show(), "value")
-        self._root = widgets.VBox([self._slider, self._caption, self._image])
-        self._show()
+        self._root = widgets.VBox([self._stepper.widget, self._caption, self._image])
+        self._stepper.reset(len(self.deliveries), at=len(self.deliveries))
 
     @property
     def shown(self) -> int:
         """How many deliveries the picture shows."""
-        return int(self._slider.value)
-
-    @property
-    def widget(self) -> Any:
-        return self._root
+        return self._stepper.step
 
     def step_to(self, number: int) -> None:
         """Show the first ``number`` deliveries (0 to all)."""
         if not isinstance(number, int) or not 0 <= number <= len(self.deliveries):
             raise ValueError(f"step_to takes 0 to {len(self.deliveries)}, got {number!r}")
-        self._slider.value = number
+        self._stepper.step_to(number)
 
     def caption(self) -> str:
         """What the last delivery shown was."""
@@ -461,20 +466,15 @@ class DeliveryExplorer:
             f"{d.consumer}{again}, {_WORDS.get(d.outcome, d.outcome)}{why}"
         )
 
-    def _show(self) -> None:
-        png = self._pngs.get(self.shown)
-        if png is None:
-            figure = draw_deliveries(self.deliveries, consumers=self.consumers, upto=self.shown)
-            png = self._pngs[self.shown] = figure_to_png(figure)
-        self._image.value = png
+    def _show(self, number: int) -> None:
+        self._image.value = self._stepper.png(
+            lambda: draw_deliveries(self.deliveries, consumers=self.consumers, upto=number)
+        )
         self._caption.value = self.caption()
 
     def __repr__(self) -> str:
         return f"DeliveryExplorer: {_deliveries(len(self.deliveries))}, showing {self.shown}"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return widget_bundle(self._root, repr(self), **kwargs)
-
 
 def _deliveries(count: int) -> str:
-    return f"{count} deliver{'y' if count == 1 else 'ies'}"
+    return plural(count, "delivery", "deliveries")

@@ -26,23 +26,19 @@ from typing import Any
 import ipywidgets as widgets  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from eda_lesson.core.asyncbus import AsyncEventBus, Concurrency, EventQueue
 from eda_lesson.core.clock import VirtualClock, current_clock
 from eda_lesson.core.result import DispatchResult, HandlerCall
 from eda_lesson.shop.events import OrderPaid, ShipmentRequested
 from eda_lesson.views.failures import event_label
-from eda_lesson.views.flow import NotebookFigure, figure_to_png
-from eda_lesson.views.graphs import COLOURS, shorten
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import CALL, CURRENT, FAILED, QUEUED, TEXT, UNHANDLED
+from eda_lesson.views.sheet import Chart, Key, figure_to_png
+from eda_lesson.views.stepper import Explorer, Quiet
 
 __all__ = ["ConcurrencyLab", "draw_backpressure", "draw_timelines", "finish_time"]
 
-TEXT = "#111827"
-MUTED = "#6b7280"
-GRID = "#d1d5db"
-FONT_SIZE = 8.5
 ROW_INCHES = 0.42
 
 Results = DispatchResult | Sequence[DispatchResult]
@@ -82,37 +78,37 @@ def draw_timelines(
         )
     groups = [(str(name), _bars(_as_list(r), f"group {name!r}")) for name, r in results.items()]
     rows = sum(1 + len(bars) for _, bars in groups)
-    own_figure = ax is None
-    if ax is None:
-        width, height = 8.0, 1.45 + ROW_INCHES * rows
-        figure: Figure = NotebookFigure(figsize=(width, height))
-        ax = figure.add_axes((2.2 / width, 0.95 / height, 1 - 2.35 / width, 1 - 1.4 / height))
-    figure = _root_figure(ax)
+    chart = Chart.new(8.0, 1.45 + ROW_INCHES * rows, margins=(2.2, 0.95, 0.15, 0.45), ax=ax)
     finish = max((bar.end for _, bars in groups for bar in bars), default=1.0) or 1.0
     labels: list[tuple[float, str]] = []
     y = 0.0
     for number, (name, bars) in enumerate(groups):
-        _group_header(ax, y, name, bars, finish, number)
+        done = max((bar.end for bar in bars), default=0.0)
+        header = f"{name}: all done at {_seconds(done)}"
+        chart.note(
+            0, y, header, ha="left", fontsize=9, weight="bold", colour=TEXT, gid=f"group-{number}"
+        )
         several = len({id(bar.event) for bar in bars}) > 1
         for row, bar in enumerate(bars, start=1):
-            _call_bar(ax, y + row, bar, finish, several, gid=f"bar-{number}-{row}")
+            _call_bar(chart, y + row, bar, finish, several, gid=f"bar-{number}-{row}")
             labels.append((y + row, shorten(bar.call.name, 26)))
-        _finish_line(ax, y, y + len(bars), bars, finish)
+        if bars:
+            chart.line([done, done], [y + 0.5, y + len(bars) + 0.45], _DONE)
         y += len(bars) + 1.4
-    ax.set_yticks([at for at, _ in labels], [words for _, words in labels])
-    ax.tick_params(axis="y", labelsize=FONT_SIZE, length=0)
-    ax.set_ylim(y - 0.9, -0.8)
-    ax.set_xlim(0, finish * 1.3)
-    ax.set_xlabel("time (s) since the group's first handler started", fontsize=FONT_SIZE)
-    ax.tick_params(axis="x", labelsize=FONT_SIZE)
-    _quiet_frame(ax)
-    ax.set_title(title or _timelines_title(groups), fontsize=10)
-    handles = _timeline_legend()
-    if own_figure:
-        figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False)
-    else:
-        ax.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
-    return figure
+    chart.frame(
+        labels,
+        xlabel="time (s) since the group's first handler started",
+        xlim=(0, finish * 1.3),
+        ylim=(y - 0.9, -0.8),
+    )
+    chart.title(title or _timelines_title(groups))
+    chart.legend(
+        [Key("handler call", CALL), Key("failed call", FAILED), Key("all done", _DONE, line=True)]
+    )
+    return chart.figure
+
+
+_DONE = CURRENT.but(dashes="--", width=1.3)
 
 
 def _as_list(results: Results) -> list[DispatchResult]:
@@ -145,54 +141,14 @@ def _bars(results: list[DispatchResult], where: str) -> list[_Bar]:
     ]
 
 
-def _group_header(
-    ax: Axes, y: float, name: str, bars: list[_Bar], finish: float, number: int
-) -> None:
-    done = max((bar.end for bar in bars), default=0.0)
-    ax.text(
-        0,
-        y,
-        f"{name}: all done at {_seconds(done)}",
-        va="center",
-        ha="left",
-        fontsize=9,
-        weight="bold",
-        color=TEXT,
-        gid=f"group-{number}",
-    )
-
-
-def _call_bar(ax: Axes, y: float, bar: _Bar, finish: float, several: bool, *, gid: str) -> None:
+def _call_bar(chart: Chart, y: float, bar: _Bar, finish: float, several: bool, *, gid: str) -> None:
     failed = bar.call.error is not None
-    fill, stroke = COLOURS["failed" if failed else "call"]
     length = max(bar.end - bar.start, finish * 0.004)
-    ax.barh(
-        y,
-        length,
-        left=bar.start,
-        height=0.6,
-        color=fill,
-        edgecolor=stroke,
-        linewidth=1.2,
-        gid=gid,
-    )
+    chart.bar(y, bar.start, length, FAILED if failed else CALL, gid=gid)
     note = event_label(bar.event) if several else type(bar.event).__name__
     if failed:
         note += " · failed"
-    ax.text(bar.start + length + finish * 0.01, y, note, va="center", fontsize=7, color=MUTED)
-
-
-def _finish_line(ax: Axes, top: float, bottom: float, bars: list[_Bar], finish: float) -> None:
-    if not bars:
-        return
-    done = max(bar.end for bar in bars)
-    ax.plot(
-        [done, done],
-        [top + 0.5, bottom + 0.45],
-        linestyle="--",
-        color=COLOURS["current"][1],
-        linewidth=1.3,
-    )
+    chart.note(bar.start + length + finish * 0.01, y, note, fontsize=7)
 
 
 def _timelines_title(groups: list[tuple[str, list[_Bar]]]) -> str:
@@ -203,14 +159,6 @@ def _timelines_title(groups: list[tuple[str, list[_Bar]]]) -> str:
     return title
 
 
-def _timeline_legend() -> list[Any]:
-    return [
-        Patch(facecolor=COLOURS["call"][0], edgecolor=COLOURS["call"][1], label="handler call"),
-        Patch(facecolor=COLOURS["failed"][0], edgecolor=COLOURS["failed"][1], label="failed call"),
-        Line2D([], [], color=COLOURS["current"][1], linestyle="--", label="all done"),
-    ]
-
-
 # ---------------------------------------------------------------------- backpressure
 
 
@@ -219,19 +167,14 @@ def draw_backpressure(
 ) -> Figure:
     """Draw each event that went through ``queue``, in the order published.
 
-    Amber: the publisher was held back (the queue was full); white, dashed: the event waited
+    Orange: the publisher was held back (the queue was full); white, dashed: the event waited
     in the queue; green: a worker was handling it. Draws into ``ax`` when given.
     """
     if not isinstance(queue, EventQueue):
         raise TypeError(f"draw_backpressure() takes an EventQueue, got {type(queue).__name__}")
     handled = {id(result.event): result for result in queue.results}
     rows = max(len(queue.published), 1)
-    own_figure = ax is None
-    if ax is None:
-        width, height = 8.0, 1.45 + 0.36 * rows
-        figure: Figure = NotebookFigure(figsize=(width, height))
-        ax = figure.add_axes((1.8 / width, 0.95 / height, 1 - 1.95 / width, 1 - 1.4 / height))
-    figure = _root_figure(ax)
+    chart = Chart.new(8.0, 1.45 + 0.36 * rows, margins=(1.8, 0.95, 0.15, 0.45), ax=ax)
     origin = min((p.asked for p in queue.published), default=0.0)
     finish = 0.0
     for row, publication in enumerate(queue.published):
@@ -246,63 +189,41 @@ def draw_backpressure(
             ("handled", start, end),
         ]
         for kind, begin, stop in segments:
-            _segment(ax, row, kind, begin - origin, stop - origin)
+            if stop - begin > 0:
+                chart.bar(
+                    row,
+                    begin - origin,
+                    stop - begin,
+                    _SEGMENTS[kind],
+                    height=0.55,
+                    gid=f"{kind}-{row}",
+                )
         finish = max(finish, end - origin)
-    names = [event_label(p.event) for p in queue.published]
-    ax.set_yticks(range(len(names)), names)
-    ax.tick_params(axis="y", labelsize=FONT_SIZE, length=0)
-    ax.set_ylim(rows - 0.4, -0.6)
-    ax.set_xlim(0, (finish or 1.0) * 1.05)
-    ax.set_xlabel("time (s) on the bus's clock", fontsize=FONT_SIZE)
-    ax.tick_params(axis="x", labelsize=FONT_SIZE)
-    _quiet_frame(ax)
+    chart.frame(
+        [(float(row), event_label(p.event)) for row, p in enumerate(queue.published)],
+        xlabel="time (s) on the bus's clock",
+        xlim=(0, (finish or 1.0) * 1.05),
+        ylim=(rows - 0.4, -0.6),
+    )
     waited = sum(p.waited for p in queue.published)
     bound = f"maxsize={queue.maxsize}" if queue.maxsize else "unbounded"
     workers = f"{queue.workers} worker{'s' * (queue.workers != 1)}"
-    ax.set_title(
-        title or f"queue {bound}, {workers}: publisher held back {_seconds(waited)} in all",
-        fontsize=10,
+    chart.title(title or f"queue {bound}, {workers}: publisher held back {_seconds(waited)} in all")
+    chart.legend(
+        [
+            Key("publisher held back", _SEGMENTS["held"]),
+            Key("waiting in the queue", _SEGMENTS["queued"]),
+            Key("being handled", _SEGMENTS["handled"]),
+        ]
     )
-    handles = [
-        Patch(
-            facecolor=COLOURS["unhandled"][0],
-            edgecolor=COLOURS["unhandled"][1],
-            label="publisher held back",
-        ),
-        Patch(
-            facecolor=COLOURS["queued"][0],
-            edgecolor=COLOURS["queued"][1],
-            linestyle="--",
-            label="waiting in the queue",
-        ),
-        Patch(facecolor=COLOURS["call"][0], edgecolor=COLOURS["call"][1], label="being handled"),
-    ]
-    if own_figure:
-        figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False)
-    else:
-        ax.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
-    return figure
+    return chart.figure
 
 
-_SEGMENT_STYLE = {"held": ("unhandled", "-"), "queued": ("queued", "--"), "handled": ("call", "-")}
-
-
-def _segment(ax: Axes, row: int, kind: str, begin: float, end: float) -> None:
-    if end - begin <= 0:
-        return
-    colour, dashes = _SEGMENT_STYLE[kind]
-    fill, stroke = COLOURS[colour]
-    ax.barh(
-        row,
-        end - begin,
-        left=begin,
-        height=0.55,
-        color=fill,
-        edgecolor=stroke,
-        linestyle=dashes,
-        linewidth=1.1,
-        gid=f"{kind}-{row}",
-    )
+_SEGMENTS = {
+    "held": UNHANDLED.but(dashes="-", width=1.1, shape="square"),
+    "queued": QUEUED.but(width=1.1, shape="square"),
+    "handled": CALL.but(width=1.1),
+}
 
 
 # ---------------------------------------------------------------------- the concurrency lab
@@ -317,7 +238,7 @@ LAB_HANDLERS: tuple[tuple[type, str, float], ...] = (
 MODES: tuple[Concurrency, ...] = ("sequential", "concurrent")
 
 
-class ConcurrencyLab:
+class ConcurrencyLab(Explorer):
     """The shop's payment handlers, each waiting on a service, run both ways and drawn.
 
     ``OrderPaid`` is handled by ``charge_card``, ``send_receipt`` and ``request_shipment``
@@ -334,7 +255,7 @@ class ConcurrencyLab:
         self.latencies: dict[str, float] = {name: seconds for _, name, seconds in LAB_HANDLERS}
         self.blocking: set[str] = set()
         self.results: dict[str, DispatchResult] = {}
-        self._quiet = False
+        self._quiet = Quiet()
         self._build_controls()
         for name, seconds in (latencies or {}).items():
             self.set_latency(name, seconds, run=False)
@@ -343,10 +264,6 @@ class ConcurrencyLab:
         self.run()
 
     # -- the Python API -----------------------------------------------------------------------
-
-    @property
-    def widget(self) -> Any:
-        return self._root
 
     @property
     def handler_names(self) -> list[str]:
@@ -400,11 +317,6 @@ class ConcurrencyLab:
 
     def __repr__(self) -> str:
         return f"ConcurrencyLab: {len(LAB_HANDLERS)} handlers; {self.summary()}"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = dict(self._root._repr_mimebundle_(**kwargs) or {})
-        bundle["text/plain"] = repr(self)
-        return bundle
 
     # -- running ------------------------------------------------------------------------------
 
@@ -469,13 +381,10 @@ class ConcurrencyLab:
         self._root = widgets.VBox([header, *rows, self._summary, self._image])
 
     def _sync_controls(self) -> None:
-        self._quiet = True
-        try:
+        with self._quiet.hold():
             for name, slider in self._sliders.items():
                 slider.value = self.latencies[name]
                 self._blocks[name].value = name in self.blocking
-        finally:
-            self._quiet = False
 
     def _on_control(self, _change: Mapping[str, Any]) -> None:
         if self._quiet:
@@ -506,17 +415,3 @@ def _shipment_for(event: Any) -> object:
 
 def _seconds(value: float) -> str:
     return f"{round(value, 6):g} s"
-
-
-def _quiet_frame(ax: Axes) -> None:
-    ax.grid(axis="x", color=GRID, linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-
-def _root_figure(ax: Axes) -> Figure:
-    figure = ax.get_figure(root=True)
-    if figure is None:
-        raise ValueError("the Axes given as ax= belongs to no Figure; create it with a Figure")
-    return figure

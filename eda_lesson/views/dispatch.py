@@ -28,8 +28,12 @@ from traitlets import TraitError
 from eda_lesson.core.bus import EventBus, Handler, Subscription
 from eda_lesson.core.result import CascadeLimitError, DispatchResult, describe_value
 from eda_lesson.core.text import plural
-from eda_lesson.views.flow import NotebookFigure, draw_flow, draw_registrations, figure_to_png
-from eda_lesson.views.graphs import COLOURS, StepRow, check_step, shorten, step_caption, step_rows
+from eda_lesson.views.flow import FlowPicture, draw_registrations
+from eda_lesson.views.graphs import StepRow, check_step, step_caption, step_rows
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import CURRENT, FADED_TEXT, FAILED, UNHANDLED
+from eda_lesson.views.sheet import figure_to_png, placeholder_png
+from eda_lesson.views.stepper import Explorer, Stepper, SteppingExplorer
 
 __all__ = ["DispatchExplorer", "InjectedHandlerError", "RegistrationExplorer"]
 
@@ -41,13 +45,16 @@ class InjectedHandlerError(RuntimeError):
 # ---------------------------------------------------------------------- dispatch explorer
 
 
-class DispatchExplorer:
+class DispatchExplorer(SteppingExplorer):
     """Pick a prepared event (and edit its fields), dispatch it, step through the cascade.
 
     ``events`` is a dict of name -> event, or a list of events (named after their class).
     The picture and the step table show the cascade after the chosen step; checkboxes switch
     handlers off or make them fail for the next dispatch, without touching ``bus``. Failures
     are recorded and shown, never raised, even when ``bus`` is ``fail_fast``.
+
+    :attr:`step` is the step shown (0: dispatched, no handler ran yet) of :attr:`steps`, the
+    handler calls of the last dispatch.
 
     A handler that calls ``bus.dispatch`` on the bus it was given (instead of returning its
     events) dispatches there, outside the explorer's picture: return events to see them here.
@@ -64,13 +71,12 @@ class DispatchExplorer:
         self.bus = bus
         self.events: dict[str, object] = _named_events(events)
         self._result: DispatchResult | None = None
-        self._pngs: dict[int, bytes] = {}
+        self._picture: FlowPicture | None = None
         self._inputs: dict[str, Any] = {}
-        self._quiet = False  # True while the explorer itself moves the step controls
         self._build_controls()
         self._build_handler_switches()
         self._show_fields()
-        self._image.value = _placeholder_png("choose an event and press Dispatch")
+        self._image.value = placeholder_png("choose an event and press Dispatch")
 
     # -- the Python API -----------------------------------------------------------------------
 
@@ -78,21 +84,6 @@ class DispatchExplorer:
     def result(self) -> DispatchResult | None:
         """The result of the last dispatch (None before the first)."""
         return self._result
-
-    @property
-    def step(self) -> int:
-        """The step shown: 0 is "dispatched, no handler ran yet"."""
-        return int(self._slider.value)
-
-    @property
-    def steps(self) -> int:
-        """How many steps (handler calls) the last dispatch had."""
-        return 0 if self._result is None else len(self._result.calls)
-
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box holding every control; display it, or put it in your own layout."""
-        return self._root
 
     @property
     def handler_names(self) -> list[str]:
@@ -155,7 +146,7 @@ class DispatchExplorer:
                 "nothing to step through yet: press Dispatch (or call .dispatch()) first"
             )
         check_step(self._result, step)
-        self._slider.value = step
+        self._stepper.step_to(step)
 
     def disable(self, handler_name: str, off: bool = True) -> None:
         """Switch a handler off (or back on with ``off=False``) for the next dispatch."""
@@ -176,10 +167,6 @@ class DispatchExplorer:
             f"{plural(len(self._switches), 'handler')}, {where}"
         )
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # Jupyter draws the widget; the text beside it is what nbval compares, so it is ours.
-        return _bundle(self._root, repr(self), **kwargs)
-
     # -- building -----------------------------------------------------------------------------
 
     def _build_controls(self) -> None:
@@ -190,16 +177,7 @@ class DispatchExplorer:
         )
         self._dispatch_button.on_click(self._on_dispatch)
         self._fields = widgets.VBox()
-        self._play = widgets.Play(min=0, max=0, interval=900, show_repeat=False)
-        self._slider = widgets.IntSlider(min=0, max=0, description="step")
-        widgets.link((self._play, "value"), (self._slider, "value"))
-        self._slider.observe(self._on_step, "value")
-        self._back = widgets.Button(
-            description="Back", icon="step-backward", tooltip="previous step"
-        )
-        self._next = widgets.Button(description="Next", icon="step-forward", tooltip="next step")
-        self._back.on_click(lambda _: self._nudge(-1))
-        self._next.on_click(lambda _: self._nudge(+1))
+        self._stepper = Stepper(self._show_step)
         self._caption = widgets.Label(value="no dispatch yet")
         self._status = widgets.Label(value="")
         self._image = widgets.Image(format="png")
@@ -209,7 +187,7 @@ class DispatchExplorer:
             [
                 widgets.HBox([self._choice, self._dispatch_button]),
                 self._fields,
-                widgets.HBox([self._play, self._back, self._slider, self._next]),
+                self._stepper.widget,
                 self._caption,
                 self._image,
                 widgets.HBox([self._table, self._handlers]),
@@ -278,26 +256,16 @@ class DispatchExplorer:
 
     def _show_result(self, result: DispatchResult, status: str) -> None:
         self._result = result
-        self._pngs = {}
-        steps = len(result.calls)
-        self._quiet = True
-        try:
-            self._slider.value = 0
-            self._slider.max = self._play.max = steps
-            self._play.value = 0
-        finally:
-            self._quiet = False
+        # Drawn once per dispatch; each step only restyles it (see FlowPicture).
+        self._picture = FlowPicture(result)
         self._status.value = status
-        self._show_step()
+        self._stepper.reset(len(result.calls))
 
-    def _show_step(self) -> None:
-        result, step = self._result, self.step
-        if result is None:
+    def _show_step(self, step: int) -> None:
+        result, picture = self._result, self._picture
+        if result is None or picture is None:
             return
-        png = self._pngs.get(step)
-        if png is None:
-            png = self._pngs[step] = figure_to_png(draw_flow(result, upto=step))
-        self._image.value = png
+        self._image.value = self._stepper.png(lambda: picture.show(step).figure)
         self._table.value = _step_table_html(step_rows(result), step)
         self._caption.value = step_caption(result, step)
 
@@ -312,16 +280,8 @@ class DispatchExplorer:
     def _on_choice(self, _change: Mapping[str, Any]) -> None:
         self._show_fields()
 
-    def _on_step(self, _change: Mapping[str, Any]) -> None:
-        if not self._quiet:
-            self._show_step()
-
     def _on_switch(self, _change: Mapping[str, Any]) -> None:
         self._status.value = "handlers changed: press Dispatch to see what that changes"
-
-    def _nudge(self, by: int) -> None:
-        if self._result is not None:
-            self._slider.value = min(max(self.step + by, 0), self.steps)
 
     def _switch(self, handler_name: str) -> _Switch:
         self._refresh_switches()
@@ -441,20 +401,20 @@ _TABLE_OPEN = (
 
 def _row_style(row: StepRow, step: int, reached: bool) -> tuple[str, str]:
     if row.step is not None and row.step == step:
-        return f"background:{COLOURS['current'][0]};font-weight:bold", "▶ "
+        return f"background:{CURRENT.fill};font-weight:bold", "▶ "
     if not reached:
-        return "color:#9ca3af", ""
+        return f"color:{FADED_TEXT}", ""
     if row.failed:
-        return f"color:{COLOURS['failed'][1]}", ""
+        return f"color:{FAILED.words}", ""
     if row.unhandled:
-        return f"color:{COLOURS['unhandled'][1]}", ""
+        return f"color:{UNHANDLED.words}", ""
     return "", ""
 
 
 # ---------------------------------------------------------------------- registration explorer
 
 
-class RegistrationExplorer:
+class RegistrationExplorer(Explorer):
     """The registration graph of ``bus``, with a checkbox per registration to switch it.
 
     Unticking unregisters the handler from that event type on ``bus`` itself; ticking
@@ -486,11 +446,6 @@ class RegistrationExplorer:
         )
         self.refresh()
 
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box holding the picture and the checkboxes."""
-        return self._root
-
     def toggle(self, event_type_name: str, handler_name: str, on: bool) -> None:
         """Register (``on=True``) or unregister a handler for an event type, by their names."""
         for subscription, box in zip(self._registrations, self._boxes, strict=True):
@@ -519,9 +474,6 @@ class RegistrationExplorer:
 
     def __repr__(self) -> str:
         return f"RegistrationExplorer: {self._summary()}"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return _bundle(self._root, repr(self), **kwargs)
 
     def _summary(self) -> str:
         on = sum(1 for s in self._registrations if self._registered(s))
@@ -552,19 +504,3 @@ class RegistrationExplorer:
         else:
             self.bus.unregister(subscription.message_type, subscription.handler)
         self.refresh()
-
-
-# ---------------------------------------------------------------------- shared
-
-
-def _bundle(root: Any, text: str, **kwargs: Any) -> dict[str, Any]:
-    """The widget's display data with our short text in place of ipywidgets' long repr."""
-    bundle = dict(root._repr_mimebundle_(**kwargs) or {})
-    bundle["text/plain"] = text
-    return bundle
-
-
-def _placeholder_png(text: str) -> bytes:
-    figure = NotebookFigure(figsize=(6.8, 0.8))
-    figure.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#6b7280")
-    return figure_to_png(figure)

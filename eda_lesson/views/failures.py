@@ -1,7 +1,7 @@
 """Pictures of handlers that fail, and a lab to make them fail on purpose.
 
 - :func:`draw_attempts` draws retry attempts on the clock they ran on: one row per handler
-  call, a bar per attempt (green ok, red failed), the backoff waited between attempts, a
+  call, a bar per attempt (green ok, hatched failed), the backoff waited between attempts, a
   replay marked where one happened, and how each call ended: ok, given up, or parked in the
   dead-letter store.
 - :func:`draw_dead_letters` draws a :class:`~eda_lesson.core.middleware.DeadLetterStore`: one card
@@ -14,8 +14,8 @@
 
 The drawings read records (:class:`~eda_lesson.core.middleware.Attempt`,
 :class:`~eda_lesson.core.middleware.DeadLetter`); they never dispatch or retry anything. They use
-the colour language of :data:`eda_lesson.views.graphs.COLOURS` and matplotlib's object API, so they
-work headless and leave no pyplot state behind. The lab runs on a
+the palette of :mod:`eda_lesson.views.palette` and the kit of :mod:`eda_lesson.views.sheet`, so
+they work headless and leave no pyplot state behind. The lab runs on a
 :class:`~eda_lesson.core.clock.VirtualClock`, so its pictures are the same on every run.
 """
 
@@ -24,15 +24,13 @@ from __future__ import annotations
 import dataclasses
 import html
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 
 from eda_lesson.core.bus import EventBus, Handler, Subscription
 from eda_lesson.core.clock import VirtualClock
@@ -58,8 +56,18 @@ from eda_lesson.shop.events import (
     ShipmentRequested,
 )
 from eda_lesson.shop.services import Shop
-from eda_lesson.views.flow import NotebookFigure, figure_to_png
-from eda_lesson.views.graphs import COLOURS, shorten
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import CALL, CURRENT, FAILED, MUTED_TEXT, PENDING, TEXT, UNHANDLED
+from eda_lesson.views.sheet import (
+    FONT_SIZE,
+    SMALL,
+    Chart,
+    Key,
+    Sheet,
+    figure_to_png,
+    placeholder_png,
+)
+from eda_lesson.views.stepper import Explorer, Quiet
 
 __all__ = [
     "AttemptRow",
@@ -70,12 +78,6 @@ __all__ = [
     "draw_dead_letters",
     "event_label",
 ]
-
-TEXT = "#111827"
-MUTED = "#6b7280"
-EDGE = "#4b5563"
-GRID = "#d1d5db"
-FONT_SIZE = 8.5
 
 
 # ---------------------------------------------------------------------- attempts, row by row
@@ -173,48 +175,49 @@ def draw_attempts(
 
     ``attempts`` is a :class:`~eda_lesson.core.middleware.RetryLog`, a dead letter's
     ``.attempts``, or any list of :class:`~eda_lesson.core.middleware.Attempt`. Each handler call
-    gets a row: a bar per attempt, numbered; a dashed grey span for each backoff wait; a
-    purple dotted line before a replay; at the end ``ok``, ``gave up``, or, when
+    gets a row: a bar per attempt, numbered (a failed one hatched); a dashed grey span for
+    each backoff wait; a dotted line before a replay; at the end ``ok``, ``gave up``, or, when
     ``dead_letters`` holds the event, ``dead letter #n``; ``replayed ok`` when ``replayed``
     (what ``store.replay(...)`` returned) says a replay handled it. Draws into ``ax`` when
     given.
     """
     rows = attempt_rows(attempts, dead_letters=dead_letters, replayed=replayed)
-    own_figure = ax is None
-    if ax is None:
-        # In inches: 0.45 for the title, 0.5 a row, 0.55 for the time axis, 0.35 for the legend.
-        width, height = 8.0, 1.35 + 0.5 * max(len(rows), 1)
-        figure: Figure = NotebookFigure(figsize=(width, height))
-        ax = figure.add_axes((2.3 / width, 0.9 / height, 1 - 2.45 / width, 1 - 1.35 / height))
-    figure = _root_figure(ax)
+    # In inches: 0.45 for the title, 0.5 a row, 0.9 for the time axis and the legend.
+    height = 1.35 + 0.5 * max(len(rows), 1)
+    chart = Chart.new(8.0, height, margins=(2.3, 0.9, 0.15, 0.45), ax=ax)
     start, finish = _time_span(rows)
     span = finish - start
     for number, row in enumerate(rows):
-        _draw_row(ax, number, row, span)
-    ax.set_yticks(
-        range(len(rows)), [f"{shorten(r.handler, 28)}\n{event_label(r.event)}" for r in rows]
+        _draw_row(chart, number, row, span)
+    chart.frame(
+        [
+            (float(n), f"{shorten(r.handler, 28)}\n{event_label(r.event)}")
+            for n, r in enumerate(rows)
+        ],
+        xlabel="time (s) on the clock the attempts ran on",
+        xlim=(start - span * 0.02, finish + span * 0.3),
+        ylim=(max(len(rows), 1) - 0.45, -0.75),
+        row_size=SMALL,
     )
-    ax.tick_params(axis="y", labelsize=7.5, length=0)
-    ax.set_ylim(max(len(rows), 1) - 0.45, -0.75)
-    ax.set_xlim(start - span * 0.02, finish + span * 0.3)
-    ax.set_xlabel("time (s) on the clock the attempts ran on", fontsize=FONT_SIZE)
-    ax.tick_params(axis="x", labelsize=FONT_SIZE)
-    _quiet_frame(ax)
     if not rows:
-        ax.text(0.5, 0, "no attempts recorded", ha="center", va="center", color=MUTED)
-    ax.set_title(title or _attempts_title(rows), fontsize=10)
-    if own_figure:
-        figure.legend(
-            handles=_attempt_legend(),
-            loc="lower center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=5,
-            fontsize=7.5,
-            frameon=False,
-        )
-    else:
-        ax.legend(handles=_attempt_legend(), loc="upper right", fontsize=7, frameon=False)
-    return figure
+        chart.note(0.5, 0, "no attempts recorded", ha="center", fontsize=FONT_SIZE)
+    chart.title(title or _attempts_title(rows))
+    chart.legend(
+        [
+            Key("attempt ok", CALL),
+            Key("attempt failed", FAILED),
+            Key("backoff wait", _WAIT),
+            Key("replay", _REPLAY, line=True),
+            Key("dead letter", _LETTER),
+        ]
+    )
+    return chart.figure
+
+
+_WAIT = PENDING.but(stroke=MUTED_TEXT, dashes="--", width=0.8)
+_REPLAY = CURRENT.but(dashes=":", width=1.4)
+_LETTER = UNHANDLED.but(dashes="-", width=1.2, shape="square")
+"""A letter waiting in the store: the orange of "not handled", with a plain border."""
 
 
 def _time_span(rows: list[AttemptRow]) -> tuple[float, float]:
@@ -226,79 +229,76 @@ def _time_span(rows: list[AttemptRow]) -> tuple[float, float]:
     return start, finish if finish > start else start + 1.0
 
 
-def _draw_row(ax: Axes, y: int, row: AttemptRow, span: float) -> None:
+def _draw_row(chart: Chart, y: int, row: AttemptRow, span: float) -> None:
     thinnest = span * 0.006
     previous: Attempt | None = None
     for position, attempt in enumerate(row.attempts, start=1):
         replayed = previous is not None and previous.wait is None
         if previous is not None and replayed:
-            _replay_marker(ax, y, previous.ended, attempt.started)
-        fill, stroke = COLOURS["call" if attempt.ok else "failed"]
+            chart.line([previous.ended, attempt.started], [y, y], _REPLAY)
+            middle = (previous.ended + attempt.started) / 2
+            chart.note(
+                middle,
+                y + 0.27,
+                "replay",
+                ha="center",
+                va="top",
+                fontsize=6.5,
+                colour=_REPLAY.words,
+            )
+        ink = CALL if attempt.ok else FAILED
         length = max(attempt.ended - attempt.started, thinnest)
-        ax.barh(
-            y,
-            length,
-            left=attempt.started,
-            height=0.42,
-            color=fill,
-            edgecolor=COLOURS["current"][1] if replayed else stroke,
-            linewidth=2.0 if replayed else 1.2,
-            gid=f"attempt-{y}-{position}",  # numbers restart at a replay; positions do not
-        )
+        # Numbers restart at a replay; positions do not.
+        bar_ink = ink.but(stroke=CURRENT.stroke, width=2.0) if replayed else ink
+        chart.bar(y, attempt.started, length, bar_ink, height=0.42, gid=f"attempt-{y}-{position}")
         if len(row.attempts) > 1:
-            ax.text(
-                attempt.started + length / 2,
+            x = attempt.started + length / 2
+            chart.note(
+                x,
                 y - 0.3,
                 str(attempt.number),
                 ha="center",
                 va="bottom",
                 fontsize=7,
-                color=stroke,
+                colour=ink.words,
             )
         if attempt.wait is not None:
-            _wait_span(ax, y, attempt.ended, attempt.wait)
+            chart.bar(
+                y,
+                attempt.ended,
+                attempt.wait,
+                _WAIT,
+                height=0.16,
+                gid=f"wait-{y}-{attempt.ended:g}",
+            )
+            x = attempt.ended + attempt.wait / 2
+            chart.note(
+                x,
+                y + 0.27,
+                f"wait {attempt.wait:g} s",
+                ha="center",
+                va="top",
+                fontsize=6.5,
+                colour=TEXT,
+            )
         previous = attempt
     last = row.attempts[-1]
-    _outcome_tag(ax, y, max(last.ended, last.started + thinnest) + span * 0.015, row)
+    _outcome_tag(chart, y, max(last.ended, last.started + thinnest) + span * 0.015, row)
 
 
-def _wait_span(ax: Axes, y: int, start: float, wait: float) -> None:
-    ax.barh(
-        y,
-        wait,
-        left=start,
-        height=0.16,
-        color=COLOURS["pending"][0],
-        edgecolor=MUTED,
-        linewidth=0.8,
-        linestyle="--",
-        gid=f"wait-{y}-{start:g}",
-    )
-    ax.text(start + wait / 2, y + 0.27, f"wait {wait:g} s", ha="center", va="top", fontsize=6.5)
-
-
-def _replay_marker(ax: Axes, y: int, start: float, end: float) -> None:
-    colour = COLOURS["current"][1]
-    ax.plot([start, end], [y, y], linestyle=":", color=colour, linewidth=1.4)
-    ax.text(
-        (start + end) / 2, y + 0.27, "replay", ha="center", va="top", fontsize=6.5, color=colour
-    )
-
-
-def _outcome_tag(ax: Axes, y: int, x: float, row: AttemptRow) -> None:
+def _outcome_tag(chart: Chart, y: int, x: float, row: AttemptRow) -> None:
     words = row.outcome
-    style: dict[str, Any] = {"color": COLOURS["failed"][1]}  # gave up
+    style: dict[str, Any] = {"colour": FAILED.words}  # gave up
     if words == "ok":
-        style = {"color": COLOURS["call"][1]}
+        style = {"colour": CALL.words}
         if len(row.attempts) > 1:
             words = f"ok after {plural(len(row.attempts), 'attempt')}"
     elif words == "replayed ok":
-        style = {"color": COLOURS["current"][1]}
+        style = {"colour": CURRENT.words}
     elif row.letter is not None:
-        fill, stroke = COLOURS["unhandled"]
-        box = {"boxstyle": "round,pad=0.25", "facecolor": fill, "edgecolor": stroke}
-        style = {"color": stroke, "bbox": box}
-    ax.text(x, y, words, va="center", fontsize=7.5, gid=f"outcome-{y}", **style)
+        box = {"boxstyle": "round,pad=0.25", "facecolor": _LETTER.fill, "edgecolor": _LETTER.stroke}
+        style = {"colour": _LETTER.words, "bbox": box}
+    chart.note(x, y, words, fontsize=SMALL, gid=f"outcome-{y}", **style)
 
 
 def _attempts_title(rows: list[AttemptRow]) -> str:
@@ -310,30 +310,13 @@ def _attempts_title(rows: list[AttemptRow]) -> str:
     return "attempts on the clock: " + ", ".join(parts)
 
 
-def _attempt_legend() -> list[Any]:
-    return [
-        Patch(facecolor=COLOURS["call"][0], edgecolor=COLOURS["call"][1], label="attempt ok"),
-        Patch(
-            facecolor=COLOURS["failed"][0], edgecolor=COLOURS["failed"][1], label="attempt failed"
-        ),
-        Patch(
-            facecolor=COLOURS["pending"][0], edgecolor=MUTED, linestyle="--", label="backoff wait"
-        ),
-        Line2D([], [], color=COLOURS["current"][1], linestyle=":", label="replay"),
-        Patch(
-            facecolor=COLOURS["unhandled"][0],
-            edgecolor=COLOURS["unhandled"][1],
-            label="dead letter",
-        ),
-    ]
-
-
 # ---------------------------------------------------------------------- the dead-letter store
 
 CARD_WIDTH = 7.4
 CARD_HEIGHT = 0.86
 CARD_GAP = 0.14
 STORE_WIDTH = 8.0
+STORE_TITLE = 0.55
 
 
 def draw_dead_letters(
@@ -352,48 +335,34 @@ def draw_dead_letters(
     letters = store.list()
     gone = [outcome for outcome in replayed if outcome.ok]
     cards = max(len(letters) + len(gone), 1)
-    height = 0.55 + cards * (CARD_HEIGHT + CARD_GAP) + 0.15
-    figure: Figure = NotebookFigure(figsize=(STORE_WIDTH, height))
-    ax = figure.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, STORE_WIDTH)
-    ax.set_ylim(0, height)
-    ax.set_axis_off()
-    top = height - 0.55
+    height = STORE_TITLE + cards * (CARD_HEIGHT + CARD_GAP) + 0.15
+    sheet = Sheet.new(STORE_WIDTH, height)
+    top = height - STORE_TITLE
     for position, letter in enumerate(letters):
-        _letter_card(ax, top - position * (CARD_HEIGHT + CARD_GAP), letter, faded=False)
+        _letter_card(sheet, top - position * (CARD_HEIGHT + CARD_GAP), letter, faded=False)
     for position, outcome in enumerate(gone, start=len(letters)):
-        _letter_card(ax, top - position * (CARD_HEIGHT + CARD_GAP), outcome.letter, faded=True)
+        _letter_card(sheet, top - position * (CARD_HEIGHT + CARD_GAP), outcome.letter, faded=True)
     if not letters and not gone:
-        _empty_card(ax, top)
-    words = title or _store_title(len(letters), len(gone))
-    ax.text(STORE_WIDTH / 2, height - 0.28, words, ha="center", va="center", fontsize=10)
-    return figure
+        middle = (STORE_WIDTH / 2, top - CARD_HEIGHT / 2)
+        empty = PENDING.but(dashes="--", width=1.2)
+        sheet.box(middle, (CARD_WIDTH, CARD_HEIGHT), ink=empty, corner=0.08, gid="empty-store")
+        sheet.text(*middle, "empty: no event is waiting for a fix", fontsize=9, colour=MUTED_TEXT)
+    sheet.title(title or _store_title(len(letters), len(gone)), top_room=STORE_TITLE)
+    return sheet.figure
 
 
-def _letter_card(ax: Axes, top: float, letter: Any, *, faded: bool) -> None:
-    fill, stroke = COLOURS["pending" if faded else "unhandled"]
+def _letter_card(sheet: Sheet, top: float, letter: Any, *, faded: bool) -> None:
+    ink = PENDING.but(width=1.2) if faded else _LETTER
     left = (STORE_WIDTH - CARD_WIDTH) / 2
-    card = FancyBboxPatch(
-        (left, top - CARD_HEIGHT),
-        CARD_WIDTH,
-        CARD_HEIGHT,
-        boxstyle="round,pad=0,rounding_size=0.08",
-        facecolor=fill,
-        edgecolor=stroke,
-        linewidth=1.2,
-        gid=f"letter-{letter.number}",
+    middle = top - CARD_HEIGHT / 2
+    centre = (STORE_WIDTH / 2, middle)
+    sheet.box(
+        centre, (CARD_WIDTH, CARD_HEIGHT), ink=ink, corner=0.08, gid=f"letter-{letter.number}"
     )
-    ax.add_artist(card)
-    colour = MUTED if faded else TEXT
-    ax.text(
-        left + 0.3,
-        top - CARD_HEIGHT / 2,
-        f"#{letter.number}",
-        ha="center",
-        va="center",
-        fontsize=12,
-        color=stroke if not faded else MUTED,
-        weight="bold",
+    colour = MUTED_TEXT if faded else TEXT
+    number_colour = MUTED_TEXT if faded else ink.words
+    sheet.text(
+        left + 0.3, middle, f"#{letter.number}", fontsize=12, colour=number_colour, weight="bold"
     )
     attempts = letter.attempts
     times = ", ".join(f"{a.started:g}" for a in attempts[:8]) + (
@@ -407,63 +376,30 @@ def _letter_card(ax: Axes, top: float, letter: Any, *, faded: bool) -> None:
     if faded:
         lines[2] = ("replayed: handled, left the store", "normal")
     for row, (words, weight) in enumerate(lines):
-        ax.text(
+        line_colour = CALL.words if faded and row == 2 else colour
+        sheet.text(
             left + 0.65,
             top - 0.2 - row * 0.23,
             words,
-            va="center",
+            ha="left",
             fontsize=8,
-            color=COLOURS["call"][1] if faded and row == 2 else colour,
+            colour=line_colour,
             weight=weight,
-            parse_math=False,
         )
-    _attempt_squares(ax, left + CARD_WIDTH - 0.2, top - 0.2, attempts, replayed=faded)
+    _attempt_squares(sheet, left + CARD_WIDTH - 0.2, top - 0.2, attempts, replayed=faded)
 
 
-def _attempt_squares(ax: Axes, right: float, y: float, attempts: Any, *, replayed: bool) -> None:
-    """A small square per attempt (the last 12), right-aligned: red failed, green ok; a
-    replayed letter ends with a green square for the delivery that succeeded."""
+def _attempt_squares(
+    sheet: Sheet, right: float, y: float, attempts: Any, *, replayed: bool
+) -> None:
+    """A small square per attempt (the last 12), right-aligned: a failed one hatched, an ok
+    one plain; a replayed letter ends with an ok square for the delivery that succeeded."""
     shown = [attempt.ok for attempt in attempts][-11 if replayed else -12 :]
     if replayed:
         shown.append(True)
     for position, ok in enumerate(reversed(shown)):
-        fill, stroke = COLOURS["call" if ok else "failed"]
-        ax.add_artist(
-            Rectangle(
-                (right - 0.16 - position * 0.2, y - 0.07),
-                0.14,
-                0.14,
-                facecolor=fill,
-                edgecolor=stroke,
-                linewidth=1.0,
-            )
-        )
-
-
-def _empty_card(ax: Axes, top: float) -> None:
-    left = (STORE_WIDTH - CARD_WIDTH) / 2
-    fill, stroke = COLOURS["pending"]
-    ax.add_artist(
-        FancyBboxPatch(
-            (left, top - CARD_HEIGHT),
-            CARD_WIDTH,
-            CARD_HEIGHT,
-            boxstyle="round,pad=0,rounding_size=0.08",
-            facecolor=fill,
-            edgecolor=stroke,
-            linestyle="--",
-            gid="empty-store",
-        )
-    )
-    ax.text(
-        STORE_WIDTH / 2,
-        top - CARD_HEIGHT / 2,
-        "empty: no event is waiting for a fix",
-        ha="center",
-        va="center",
-        fontsize=9,
-        color=MUTED,
-    )
+        ink = (CALL if ok else FAILED).but(width=1.0, dashes="-")
+        sheet.box((right - 0.09 - position * 0.2, y), (0.14, 0.14), ink=ink)
 
 
 def _store_title(waiting: int, gone: int) -> str:
@@ -492,7 +428,7 @@ BACKOFFS: dict[str, str] = {
 JITTER_SEED = 7
 
 
-class FailureLab:
+class FailureLab(Explorer):
     """Break one of the shop's handlers on purpose and watch retries and dead letters.
 
     Each run starts afresh: a shop with 3 books, a virtual clock at 0, an empty dead-letter
@@ -527,7 +463,7 @@ class FailureLab:
         self.results: list[DispatchResult] = []
         self.replayed: list[Replayed] = []
         self._bus: EventBus | None = None
-        self._quiet = False
+        self._quiet = Quiet()
         self._build_controls()
         self.set_policy(attempts=attempts, backoff=backoff)
         self._show()
@@ -538,11 +474,6 @@ class FailureLab:
     def handler_names(self) -> list[str]:
         """The handlers the story calls, in the order it calls them."""
         return list(self._handlers)
-
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box holding the controls and the pictures."""
-        return self._root
 
     @property
     def attempts(self) -> list[Attempt]:
@@ -675,11 +606,6 @@ class FailureLab:
             state = f"order o-1 {self.order_status}, {plural(len(self.store), 'dead letter')}"
         return f"FailureLab: {self._failure_words()}; {self._policy_words()}; {state}"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = dict(self._root._repr_mimebundle_(**kwargs) or {})
-        bundle["text/plain"] = repr(self)
-        return bundle
-
     # -- the bus ------------------------------------------------------------------------------
 
     def _build_bus(self) -> EventBus:
@@ -808,8 +734,8 @@ class FailureLab:
         self._fix_button = widgets.Button(description="Fix handler", icon="wrench")
         self._replay_button = widgets.Button(description="Replay dead letters", icon="repeat")
         self._run_button.on_click(lambda _: self.run())
-        self._fix_button.on_click(lambda _: self._click_fix())
-        self._replay_button.on_click(lambda _: self._click_replay())
+        self._fix_button.on_click(lambda _: self._click(self.fix))
+        self._replay_button.on_click(lambda _: self._click(self.replay))
         self._status = widgets.Label(value="")
         self._attempts_image = widgets.Image(format="png")
         self._letters_image = widgets.Image(format="png", layout=widgets.Layout(width="60%"))
@@ -830,8 +756,7 @@ class FailureLab:
         """Show the lab's settings on its controls (after a change made from Python)."""
         if not hasattr(self, "_attempts") or not hasattr(self, "_backoff"):
             return
-        self._quiet = True
-        try:
+        with self._quiet.hold():
             self._handler_choice.value = self._failing
             self._mode.value = "permanent" if self._times == "always" else "transient"
             if isinstance(self._times, int) and self._times >= 1:
@@ -839,8 +764,6 @@ class FailureLab:
             self._times_slider.disabled = self._times == "always"
             self._attempts_slider.value = self._attempts
             self._backoff_choice.value = self._backoff
-        finally:
-            self._quiet = False
         self._status.value = self._status_line()
 
     def _on_control(self, _change: Mapping[str, Any]) -> None:
@@ -857,16 +780,11 @@ class FailureLab:
         self._status_note = "settings changed: press Run"
         self._status.value = self._status_line()
 
-    def _click_fix(self) -> None:
+    def _click(self, action: Callable[[], object]) -> None:
+        """Run a button's action; what it cannot do goes to the status line (a click has
+        nobody to raise to)."""
         try:
-            self.fix()
-        except ValueError as error:
-            self._status_note = str(error)
-            self._status.value = self._status_line()
-
-    def _click_replay(self) -> None:
-        try:
-            self.replay()
+            action()
         except ValueError as error:
             self._status_note = str(error)
             self._status.value = self._status_line()
@@ -878,7 +796,9 @@ class FailureLab:
     def _show(self) -> None:
         self._status.value = self._status_line()
         if not self.ran:
-            self._attempts_image.value = _placeholder("choose a handler to break, then press Run")
+            self._attempts_image.value = placeholder_png(
+                "choose a handler to break, then press Run", width=8.0
+            )
             self._letters_image.value = figure_to_png(self.draw_dead_letters())
             self._state.value = _state_html(self.summary(), None)
             return
@@ -911,26 +831,3 @@ def _state_html(lab: str, shop: str | None) -> str:
     if shop is not None:
         parts += ["<b>shop</b>", f"<pre style='margin:0'>{html.escape(shop)}</pre>"]
     return "<div style='font-size:12px'>" + "\n".join(parts) + "</div>"
-
-
-def _placeholder(words: str) -> bytes:
-    figure = NotebookFigure(figsize=(8.0, 0.8))
-    figure.text(0.5, 0.5, words, ha="center", va="center", fontsize=10, color=MUTED)
-    return figure_to_png(figure)
-
-
-# ---------------------------------------------------------------------- shared
-
-
-def _quiet_frame(ax: Axes) -> None:
-    ax.grid(axis="x", color=GRID, linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-
-def _root_figure(ax: Axes) -> Figure:
-    figure = ax.get_figure(root=True)
-    if figure is None:
-        raise ValueError("the Axes given as ax= belongs to no Figure; create it with a Figure")
-    return figure

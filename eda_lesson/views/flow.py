@@ -1,8 +1,10 @@
-"""Pictures of a dispatch and of a bus's registrations, drawn with matplotlib.
+"""Pictures of a dispatch and of a bus's registrations.
 
 - :func:`draw_flow` draws the causal graph of one dispatch, left to right by cascade depth
   (events, then the handler calls they reached, then the events those produced, ...), and with
   ``upto=k`` the state after step ``k``: done, current, queued and not yet run.
+  :class:`FlowPicture` is the same picture kept for a step-through: drawn once, restyled at
+  each step (what an explorer redraws per step is only what changed).
 - :func:`draw_registrations` draws which handler listens to which event type.
 - :func:`draw_timeline` draws the handler calls in the order they ran, on the bus's clock when
   it kept one (the async bus does), else one slot per step.
@@ -14,30 +16,23 @@
   in reading order.
 
 The layouts are computed here, from the graphs of :mod:`eda_lesson.views.graphs`: the same result
-always gives the same picture, with no random seed anywhere. One colour language
-(:data:`eda_lesson.views.graphs.COLOURS`) and a legend on every picture.
-
-Drawings use matplotlib's object API (``Figure``), never pyplot's global state, so no figure
-is left open, none is shown twice, and it works headless. Each function returns the Figure,
-which Jupyter shows as a PNG; it does not dispatch and keeps no state between calls.
+always gives the same picture, with no random seed anywhere. The colours and shapes are the
+palette's (:mod:`eda_lesson.views.palette`), drawn with the one kit of
+:mod:`eda_lesson.views.sheet`, with a legend on every picture. Each function returns the
+figure, which Jupyter shows as a PNG and whose text form says what it shows; none dispatches.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import textwrap
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from matplotlib import rc_context
-from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
-from matplotlib.path import Path
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.text import Text
 
 from eda_lesson.book.chapters import CHAPTERS, Chapter
 from eda_lesson.core.bus import BaseBus
@@ -45,20 +40,46 @@ from eda_lesson.core.checks import handler_name
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
 from eda_lesson.views.graphs import (
-    COLOURS,
     check_step,
     error_text,
     flow_graph,
     registration_graph,
-    shorten,
     step_caption,
+)
+from eda_lesson.views.labels import shorten, two_lines, wrap
+from eda_lesson.views.palette import (
+    CALL,
+    COMMAND,
+    CURRENT,
+    EDGE,
+    EVENT,
+    FADED_EDGE,
+    FADED_TEXT,
+    FAILED,
+    INKS,
+    PANEL,
+    PENDING,
+    PLAIN,
+    QUEUED,
+    TEXT,
+    UNHANDLED,
+    Ink,
+)
+from eda_lesson.views.sheet import (
+    FONT_SIZE,
+    SMALL,
+    TITLE_HEIGHT,
+    Chart,
+    Key,
+    Sheet,
+    paint,
 )
 
 if TYPE_CHECKING:
     from eda_lesson.patterns.unit_of_work import UnitOfWork
 
 __all__ = [
-    "NotebookFigure",
+    "FlowPicture",
     "OrderedCall",
     "calls_in_order",
     "draw_flow",
@@ -67,49 +88,16 @@ __all__ = [
     "draw_series_map",
     "draw_timeline",
     "draw_unit_of_work",
-    "figure_to_png",
     "flow_layout",
 ]
 
-# Sizes in inches: our own figures map one data unit to one inch, so text fits its box.
+# Sizes in inches: a sheet maps one data unit to one inch, so text fits its box.
 COLUMN = 2.3  # from one layer's centre to the next
-BOX_WIDTH = 1.9
-BOX_HEIGHT = 0.46
+BOX = (1.9, 0.46)
 ROW = 0.62  # from one node's centre to the next in a layer
 MARGIN = 0.25
-TITLE_HEIGHT = 0.45
-LEGEND_ROW = 0.26
-LEGEND_COLUMN = 1.55
 MIN_WIDTH = 6.8
 LABEL_CHARS = 26
-FONT_SIZE = 8.5
-TEXT = "#111827"
-FADED_TEXT = "#9ca3af"
-EDGE = "#4b5563"
-FADED_EDGE = "#d1d5db"
-
-
-Dashes = Literal["-", "--"]
-
-
-class NotebookFigure(Figure):
-    """A matplotlib Figure that Jupyter shows as a PNG, whether or not pyplot was imported."""
-
-    def _repr_png_(self) -> bytes:
-        return figure_to_png(self)
-
-
-def figure_to_png(figure: Figure, *, dpi: float = 100) -> bytes:
-    """The figure rendered to PNG bytes (for an ``ipywidgets.Image``, a file, a test).
-
-    Tuned for redrawing at every step of a step-through: text is rasterised without font
-    hinting (a third less time on label-heavy drawings, barely visible at 100 dpi) and the
-    PNG is lightly compressed (zlib's default level costs more than it saves on flat colours).
-    """
-    buffer = io.BytesIO()
-    with rc_context({"text.hinting": "no_hinting"}):
-        figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------- the flow of a dispatch
@@ -145,29 +133,66 @@ def draw_flow(result: DispatchResult, *, upto: int | None = None, ax: Axes | Non
     """
     if upto is not None:
         check_step(result, upto)
-    graph = flow_graph(result)
-    positions = flow_layout(graph)
-    states = _flow_states(graph, upto)
-    columns = 1 + max(x for x, _ in positions.values())
-    rows = max(_layer_sizes(positions).values())
-    commands = any(data.get("command") for _, data in graph.nodes(data=True))
-    legend = _flow_legend(stepping=upto is not None, commands=commands)
-    canvas = _Canvas.make(ax, columns, rows, legend_rows=-(-len(legend) // 4))
-    for source, target in graph.edges():
-        canvas.arrow(
-            positions[source], positions[target], **_edge_style(states[source], states[target])
-        )
-    for node, data in graph.nodes(data=True):
-        category, state = states[node].category, states[node].state
-        canvas.box(
-            positions[node],
-            _node_label(data, category),
-            shape=_shape(data, category),
-            gid=f"{data['kind']}-{node[1]}",
-            **_node_style(category, state),
-        )
-    canvas.finish(step_caption(result, upto), legend)
-    return canvas.figure
+    return FlowPicture(result, stepping=upto is not None, ax=ax).show(upto).figure
+
+
+class FlowPicture:
+    """The picture :func:`draw_flow` draws, kept to be shown at one step after another.
+
+    The layout, the boxes, the arrows and the legend are made once; :meth:`show` restyles
+    them for a step. Showing step ``k`` gives exactly the picture ``draw_flow(result,
+    upto=k)`` draws (``stepping=False``: the picture of the whole dispatch, ``upto=None``).
+
+    >>> picture = FlowPicture(result)  # doctest: +SKIP
+    >>> png = figure_to_png(picture.show(2).figure)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, result: DispatchResult, *, stepping: bool = True, ax: Axes | None = None
+    ) -> None:
+        self.result = result
+        self._graph = graph = flow_graph(result)
+        positions = flow_layout(graph)
+        columns = 1 + max(x for x, _ in positions.values())
+        rows = max(_layer_sizes(positions).values())
+        commands = any(data.get("command") for _, data in graph.nodes(data=True))
+        grid = _Grid.make(ax, columns, rows, _flow_legend(stepping=stepping, commands=commands))
+        self._arrows: list[tuple[Hashable, Hashable, FancyArrowPatch]] = []
+        for source, target in graph.edges():
+            arrow = grid.arrow(positions[source], positions[target])
+            self._arrows.append((source, target, arrow))
+        self._boxes: dict[Hashable, tuple[FancyBboxPatch, Text]] = {}
+        for node, data in graph.nodes(data=True):
+            kind = "command" if data.get("command") else data["kind"]
+            centre = grid.at(positions[node])
+            gid = f"{data['kind']}-{node[1]}"
+            box = grid.sheet.box(centre, BOX, ink=INKS[kind], gid=gid)
+            label = grid.sheet.text(*centre, "", gid=f"{gid}-label")
+            self._boxes[node] = (box, label)
+        self._title = grid.sheet.title("")
+        self.sheet = grid.sheet
+
+    @property
+    def figure(self) -> Figure:
+        return self.sheet.figure
+
+    def show(self, upto: int | None = None) -> FlowPicture:
+        """Restyle the picture for the cascade after step ``upto`` (the whole dispatch with
+        None) and return it."""
+        if upto is not None:
+            check_step(self.result, upto)
+        states = _flow_states(self._graph, upto)
+        for source, target, arrow in self._arrows:
+            colour, width = _edge_style(states[source], states[target])
+            arrow.set_color(colour)
+            arrow.set_linewidth(width)
+        for node, (box, label) in self._boxes.items():
+            state = states[node]
+            paint(box, _node_ink(state))
+            label.set_text(_node_label(self._graph.nodes[node], state.category))
+            label.set_color(FADED_TEXT if state.state == "pending" else TEXT)
+        self.sheet.retitle(self._title, step_caption(self.result, upto))
+        return self
 
 
 @dataclass(frozen=True)
@@ -205,84 +230,51 @@ def _flow_states(graph: Any, upto: int | None) -> dict[Hashable, _State]:
     return states
 
 
-def _shape(data: dict[str, Any], category: str) -> str:
-    """A box's outline: rounded for an event (a fact), an arrow for a command (a request
-    pointing at its one handler), square for a handler; never colour alone."""
-    if data.get("command"):
-        return "command"
-    return "event" if data["kind"] in ("event", "event_type") else "call"
-
-
 def _node_label(data: dict[str, Any], category: str) -> str:
     if data["kind"] == "event":
         label = f"#{data['index']} {data['label']}"
-        return _two_lines(label, "no handler" if category == "unhandled" else None)
+        return two_lines(label, "no handler" if category == "unhandled" else None, LABEL_CHARS)
     label = f"{data['step']}. {shorten(data['label'], LABEL_CHARS - 4)}"
     failure = None
     if category == "failed":
         failure = "failed: " + str(data["error"]).split(":", 1)[0]
-    return _two_lines(label, failure)
+    return two_lines(label, failure, LABEL_CHARS)
 
 
-def _two_lines(first: str, second: str | None) -> str:
-    first = shorten(first, LABEL_CHARS)
-    return first if second is None else f"{first}\n{shorten(second, LABEL_CHARS)}"
+def _node_ink(state: _State) -> Ink:
+    """The ink of a node: what it is, then how far the cascade got with it (the current step
+    outlined, a queued event dashed, the rest grey); a failure's hatching stays."""
+    ink = INKS[state.category]
+    if state.state == "current":
+        return ink.but(stroke=CURRENT.stroke, width=CURRENT.width)
+    if state.state == "queued":
+        return ink.but(fill=QUEUED.fill, stroke=QUEUED.stroke, dashes=QUEUED.dashes, width=1.2)
+    if state.state == "pending":
+        return PENDING
+    return ink
 
 
-def _node_style(category: str, state: str) -> dict[str, Any]:
-    fill, stroke = COLOURS[category]
-    style = {"face": fill, "edge": stroke, "width": 1.2, "dashes": "-", "text": TEXT}
-    if category == "unhandled":
-        style["dashes"] = "--"
-    if state == "current":
-        style.update(edge=COLOURS["current"][1], width=3.0)
-    elif state == "queued":
-        style.update(face=COLOURS["queued"][0], edge=COLOURS["queued"][1], dashes="--")
-    elif state == "pending":
-        style.update(face=COLOURS["pending"][0], edge=COLOURS["pending"][1], text=FADED_TEXT)
-    return style
-
-
-def _edge_style(source: _State, target: _State) -> dict[str, Any]:
+def _edge_style(source: _State, target: _State) -> tuple[str, float]:
     if target.state == "current":
-        return {"colour": COLOURS["current"][1], "width": 2.0}
+        return CURRENT.stroke, 2.0
     if target.state == "pending" or source.state == "pending":
-        return {"colour": FADED_EDGE, "width": 1.0}
-    return {"colour": EDGE, "width": 1.2}
+        return FADED_EDGE, 1.0
+    return EDGE, 1.2
 
 
-@dataclass(frozen=True)
-class _Key:
-    """One entry of a legend: a small swatch (or a line) and its words."""
-
-    label: str
-    face: str
-    edge: str
-    dashes: Dashes = "-"
-    width: float = 1.2
-    line: bool = False
-    shape: str = "swatch"
-
-
-def _key(colour: str, label: str, *, dashes: Dashes = "-") -> _Key:
-    fill, stroke = COLOURS[colour]
-    return _Key(label, fill, stroke, dashes, shape="command" if colour == "command" else "swatch")
-
-
-def _flow_legend(*, stepping: bool, commands: bool = False) -> list[_Key]:
-    keys = [_key("command", "command")] if commands else []
+def _flow_legend(*, stepping: bool, commands: bool = False) -> list[Key]:
+    keys = [Key("command", COMMAND)] if commands else []
     keys += [
-        _key("event", "event"),
-        _key("call", "handler call"),
-        _key("failed", "failed call"),
-        _key("unhandled", "unhandled event", dashes="--"),
+        Key("event", EVENT),
+        Key("handler call", CALL),
+        Key("failed call", FAILED),
+        Key("unhandled event", UNHANDLED),
     ]
     if stepping:
-        current = _Key("current step", COLOURS["call"][0], COLOURS["current"][1], width=2.5)
         keys += [
-            current,
-            _key("queued", "queued event", dashes="--"),
-            _key("pending", "not yet run"),
+            Key("current step", CALL.but(stroke=CURRENT.stroke, width=2.5)),
+            Key("queued event", QUEUED),
+            Key("not yet run", PENDING),
         ]
     return keys
 
@@ -292,6 +284,42 @@ def _layer_sizes(positions: dict[Hashable, tuple[float, float]]) -> dict[float, 
     for x, _ in positions.values():
         sizes[x] = sizes.get(x, 0) + 1
     return sizes
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Boxes on a grid of a sheet: columns :data:`COLUMN` apart, rows :data:`ROW` apart,
+    the title on top and the legend below."""
+
+    sheet: Sheet
+    left: float  # x of the centre of column 0
+    middle: float  # y of grid row 0
+
+    @classmethod
+    def make(
+        cls,
+        ax: Axes | None,
+        columns: float,
+        rows: int,
+        legend: Sequence[Key],
+        *,
+        left_room: float = 0,
+    ) -> _Grid:
+        content = left_room + BOX[0] + (columns - 1) * COLUMN
+        width = max(MIN_WIDTH, content + 2 * MARGIN)
+        bottom = Sheet.legend_height(legend, width) + 0.05
+        sheet = Sheet.new(width, TITLE_HEIGHT + rows * ROW + bottom, ax)
+        sheet.legend(legend)
+        left = (width - content) / 2 + left_room + BOX[0] / 2
+        return cls(sheet, left, bottom + rows * ROW / 2)
+
+    def at(self, place: tuple[float, float]) -> tuple[float, float]:
+        return (self.left + place[0] * COLUMN, self.middle + place[1] * ROW)
+
+    def arrow(self, source: tuple[float, float], target: tuple[float, float]) -> FancyArrowPatch:
+        """From the right edge of one box to the left edge of the next column's box."""
+        (x1, y1), (x2, y2) = self.at(source), self.at(target)
+        return self.sheet.arrow((x1 + BOX[0] / 2, y1), (x2 - BOX[0] / 2, y2))
 
 
 # ---------------------------------------------------------------------- registrations
@@ -310,40 +338,42 @@ def draw_registrations(
     positions = _registration_layout(graph)
     rows = 1 + 2 * max((y for _, y in positions.values()), default=0)
     has_bases = any(r == "subclass_of" for _, _, r in graph.edges(data="relation"))
-    canvas = _Canvas.make(ax, 2, int(rows), legend_rows=1, left_room=0.45 if has_bases else 0)
+    commands = any(data.get("command") for _, data in graph.nodes(data=True))
+    legend = [Key("command type", COMMAND)] if commands else []
+    legend += [
+        Key("event type", EVENT),
+        Key("handler", CALL),
+        Key("no handler", UNHANDLED),
+        Key("is a (subclass of)", PLAIN.but(dashes="--"), line=True),
+    ]
+    grid = _Grid.make(ax, 2, int(rows), legend, left_room=0.45 if has_bases else 0)
     for source, target, relation in graph.edges(data="relation"):
         if relation == "listens":
-            canvas.arrow(positions[source], positions[target], colour=EDGE, width=1.2)
+            grid.arrow(positions[source], positions[target])
         else:
-            canvas.arc(positions[source], positions[target])
+            _is_a_arc(grid, positions[source], positions[target])
     for node, data in graph.nodes(data=True):
         if data["kind"] == "handler":
-            label, category = shorten(data["label"], LABEL_CHARS), "call"
+            label, ink = shorten(data["label"], LABEL_CHARS), CALL
         else:
-            kind = "command" if data["command"] else "event"
-            category = kind if data["handled"] else "unhandled"
-            label = _two_lines(data["label"], None if data["handled"] else "no handler")
-        canvas.box(
-            positions[node],
-            label,
-            shape=_shape(data, category),
-            gid=f"{data['kind']}-{data['label']}",
-            **_node_style(category, "done"),
+            ink = (COMMAND if data["command"] else EVENT) if data["handled"] else UNHANDLED
+            label = two_lines(data["label"], None if data["handled"] else "no handler", LABEL_CHARS)
+        grid.sheet.box(
+            grid.at(positions[node]), BOX, label, ink=ink, gid=f"{data['kind']}-{data['label']}"
         )
     handlers = sum(1 for _, data in graph.nodes(data=True) if data["kind"] == "handler")
     types = graph.number_of_nodes() - handlers
-    commands = any(data.get("command") for _, data in graph.nodes(data=True))
     kind = "message type" if commands else "event type"
-    title = f"registrations: {plural(handlers, 'handler')}, {plural(types, kind)}"
-    legend = [_key("command", "command type")] if commands else []
-    legend += [
-        _key("event", "event type"),
-        _key("call", "handler"),
-        _key("unhandled", "no handler", dashes="--"),
-        _Key("is a (subclass of)", EDGE, EDGE, dashes="--", line=True),
-    ]
-    canvas.finish(title, legend)
-    return canvas.figure
+    grid.sheet.title(f"registrations: {plural(handlers, 'handler')}, {plural(types, kind)}")
+    return grid.sheet.figure
+
+
+def _is_a_arc(grid: _Grid, source: tuple[float, float], target: tuple[float, float]) -> None:
+    """A dashed arc left of a column, from a subclass's box down or up to its base's box."""
+    (x, y1), (_, y2) = grid.at(source), grid.at(target)
+    bend = min(0.6, 0.7 / abs(y2 - y1)) * (1 if y2 < y1 else -1)
+    edge = x - BOX[0] / 2
+    grid.sheet.arrow((edge, y1), (edge, y2), width=1.0, dashes="--", bend=bend)
 
 
 def _registration_layout(graph: Any) -> dict[Hashable, tuple[float, float]]:
@@ -384,53 +414,33 @@ def draw_timeline(result: DispatchResult, *, ax: Axes | None = None) -> Figure:
     """
     calls = result.calls
     rows = max(len(calls), 1)
-    if ax is None:
-        width, height = 7.6, 1.3 + 0.34 * rows
-        figure: Figure = NotebookFigure(figsize=(width, height))
-        ax = figure.add_axes((2.3 / width, 0.75 / height, 1 - 2.5 / width, 1 - 1.15 / height))
-    figure = _root_figure(ax)
+    chart = Chart.new(7.6, 1.55 + 0.34 * rows, margins=(2.3, 1.0, 0.2, 0.4), ax=ax)
     timed = result.timed and all(c.started is not None and c.ended is not None for c in calls)
     spans = _timeline_spans(result, timed)
     finish = max((start + length for start, length in spans), default=1.0)
     for row, (call, (start, length)) in enumerate(zip(calls, spans, strict=True)):
-        fill, stroke = COLOURS["failed" if call.error is not None else "call"]
-        ax.barh(row, length, left=start, height=0.6, color=fill, edgecolor=stroke, linewidth=1.2)
+        chart.bar(row, start, length, CALL if call.error is None else FAILED)
         note = f"#{call.event_index} {result.events[call.event_index].type_name}"
         if call.error is not None:
             note += " · failed: " + str(error_text(call.error)).split(":", 1)[0]
-        ax.text(start + length + finish * 0.01, row, note, va="center", fontsize=7.5, color=EDGE)
-    ax.set_yticks(range(len(calls)), [f"{c.step}. {shorten(c.name, 28)}" for c in calls])
-    ax.tick_params(axis="y", labelsize=FONT_SIZE, length=0)
-    ax.set_ylim(rows - 0.4, -0.6)
+        chart.note(start + length + finish * 0.01, row, note, colour=EDGE)
+    labels = [(float(row), f"{c.step}. {shorten(c.name, 28)}") for row, c in enumerate(calls)]
     if timed:
-        ax.set_xlim(0, finish * 1.45)
-        ax.set_xlabel("time since the first call started (bus clock)", fontsize=FONT_SIZE)
+        xlabel, xlim = "time since the first call started (bus clock)", (0, finish * 1.45)
     else:
-        ax.set_xlim(0, finish + 2.2)
-        ax.set_xticks([c.step - 0.5 for c in calls], [str(c.step) for c in calls])
-        ax.set_xlabel("step (handler calls in the order they ran)", fontsize=FONT_SIZE)
+        xlabel, xlim = "step (handler calls in the order they ran)", (0, finish + 2.2)
+    chart.frame(labels, xlabel=xlabel, xlim=xlim, ylim=(rows - 0.4, -0.6))
+    if not timed:
+        chart.ax.set_xticks([c.step - 0.5 for c in calls], [str(c.step) for c in calls])
     if not calls:
-        ax.text(0.5, 0, f"no handler ran: #0 {type(result.event).__name__} had none", ha="left")
-    ax.tick_params(axis="x", labelsize=FONT_SIZE)
-    ax.grid(axis="x", color=FADED_EDGE, linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(
+        words = f"no handler ran: #0 {type(result.event).__name__} had none"
+        chart.note(0.5, 0, words, ha="left", fontsize=FONT_SIZE, colour=TEXT)
+    chart.title(
         f"timeline of the {type(result.event).__name__} dispatch: "
-        f"{plural(len(calls), 'handler call')}",
-        fontsize=10,
+        f"{plural(len(calls), 'handler call')}"
     )
-    ax.legend(
-        handles=[
-            Patch(facecolor=COLOURS[c][0], edgecolor=COLOURS[c][1], label=label)
-            for c, label in (("call", "handler call"), ("failed", "failed call"))
-        ],
-        loc="upper right",
-        fontsize=7.5,
-        frameon=False,
-    )
-    return figure
+    chart.legend([Key("handler call", CALL), Key("failed call", FAILED)])
+    return chart.figure
 
 
 def _timeline_spans(result: DispatchResult, timed: bool) -> list[tuple[float, float]]:
@@ -445,193 +455,6 @@ def _timeline_spans(result: DispatchResult, timed: bool) -> list[tuple[float, fl
         ((call.started or 0.0) - first, max((call.ended or 0.0) - (call.started or 0.0), thinnest))
         for call in calls
     ]
-
-
-# ---------------------------------------------------------------------- the canvas
-
-
-@dataclass
-class _Canvas:
-    """An Axes whose data units are inches, with helpers to place boxes on a grid."""
-
-    figure: Figure
-    ax: Axes
-    width: float
-    height: float
-    left: float  # x of the centre of column 0
-    middle: float  # y of grid row 0
-
-    @classmethod
-    def make(
-        cls, ax: Axes | None, columns: float, rows: int, *, legend_rows: int, left_room: float = 0
-    ) -> _Canvas:
-        content = left_room + BOX_WIDTH + (columns - 1) * COLUMN
-        width = max(MIN_WIDTH, content + 2 * MARGIN)
-        bottom = MARGIN + legend_rows * LEGEND_ROW
-        height = TITLE_HEIGHT + rows * ROW + bottom
-        figure, ax = _inch_axes(ax, width, height)
-        left = (width - content) / 2 + left_room + BOX_WIDTH / 2
-        middle = bottom + rows * ROW / 2
-        return cls(figure, ax, width, height, left, middle)
-
-    def at(self, grid: tuple[float, float]) -> tuple[float, float]:
-        return (self.left + grid[0] * COLUMN, self.middle + grid[1] * ROW)
-
-    def box(
-        self,
-        grid: tuple[float, float],
-        label: str,
-        *,
-        shape: str,
-        gid: str,
-        face: str,
-        edge: str,
-        width: float,
-        dashes: str,
-        text: str,
-    ) -> None:
-        x, y = self.at(grid)
-        style = _BOX_STYLES[shape]
-        patch = FancyBboxPatch(
-            (x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2),
-            BOX_WIDTH,
-            BOX_HEIGHT,
-            boxstyle=style,
-            facecolor=face,
-            edgecolor=edge,
-            linewidth=width,
-            linestyle=dashes,
-            zorder=2,
-        )
-        patch.set_gid(gid)
-        self._add(patch)
-        self.text(
-            x,
-            y,
-            label,
-            ha="center",
-            va="center",
-            fontsize=FONT_SIZE,
-            color=text,
-            gid=gid + "-label",
-        )
-
-    def arrow(
-        self, source: tuple[float, float], target: tuple[float, float], *, colour: str, width: float
-    ) -> None:
-        (x1, y1), (x2, y2) = self.at(source), self.at(target)
-        arrow = FancyArrowPatch(
-            (x1 + BOX_WIDTH / 2, y1),
-            (x2 - BOX_WIDTH / 2, y2),
-            arrowstyle="-|>",
-            mutation_scale=10,
-            shrinkA=0,
-            shrinkB=1,
-            color=colour,
-            linewidth=width,
-            zorder=1,
-        )
-        self._add(arrow)
-
-    def arc(self, source: tuple[float, float], target: tuple[float, float]) -> None:
-        """A dashed arc left of a column, from a subclass's box down or up to its base's box."""
-        (x, y1), (_, y2) = self.at(source), self.at(target)
-        distance = abs(y2 - y1)
-        bend = min(0.6, 0.7 / distance) * (1 if y2 < y1 else -1)
-        arc = FancyArrowPatch(
-            (x - BOX_WIDTH / 2, y1),
-            (x - BOX_WIDTH / 2, y2),
-            connectionstyle=f"arc3,rad={bend:.3f}",
-            arrowstyle="-|>",
-            mutation_scale=9,
-            color=EDGE,
-            linestyle="--",
-            linewidth=1.0,
-            zorder=1,
-        )
-        self._add(arc)
-
-    def _add(self, artist: Artist) -> None:
-        # add_artist, not add_patch: the limits are set already, and add_patch would spend
-        # about a millisecond per arrow recomputing them.
-        self.ax.add_artist(artist)
-
-    def text(self, x: float, y: float, words: str, **style: Any) -> None:
-        # parse_math=False: a "$" in a handler's name is text, not the start of a formula.
-        self.ax.text(x, y, words, parse_math=False, **style)
-
-    def finish(self, title: str, legend: list[_Key]) -> None:
-        """Write the title above the drawing and the legend below it."""
-        title = shorten(title, int(self.width * 11))
-        self.text(self.width / 2, self.height - TITLE_HEIGHT / 2, title, **_CENTRED, fontsize=10)
-        # Drawn by hand, four keys a row: matplotlib's legend costs ~10 ms a redraw.
-        columns = min(4, len(legend))
-        start = (self.width - columns * LEGEND_COLUMN) / 2
-        rows = -(-len(legend) // 4)
-        for number, key in enumerate(legend):
-            x = start + (number % 4) * LEGEND_COLUMN
-            y = MARGIN + (rows - 1 - number // 4) * LEGEND_ROW
-            self._add(_swatch(key, x, y))
-            self.text(x + 0.4, y, key.label, ha="left", va="center", fontsize=8, color=TEXT)
-
-
-_CENTRED: dict[str, Any] = {"ha": "center", "va": "center", "color": TEXT}
-
-
-def _arrow_box(x0: float, y0: float, width: float, height: float, mutation_size: float) -> Path:
-    """A box whose right end is a point, inside its own bounds: how a command is drawn."""
-    tip = min(width / 3, height * 0.45)
-    corners = [
-        (x0, y0),
-        (x0 + width - tip, y0),
-        (x0 + width, y0 + height / 2),
-        (x0 + width - tip, y0 + height),
-        (x0, y0 + height),
-        (x0, y0),
-    ]
-    return Path(corners, closed=True)
-
-
-#: The outline of each shape of box (see :func:`_shape`).
-_BOX_STYLES: dict[str, Any] = {
-    "event": "round,pad=0,rounding_size=0.2",
-    "call": "round,pad=0,rounding_size=0.04",
-    "command": _arrow_box,
-}
-
-
-def _swatch(key: _Key, x: float, y: float) -> Artist:
-    """The small sample of a legend entry whose left end is at (x, y): a line or a box."""
-    if key.line:
-        return Line2D(
-            [x, x + 0.3], [y, y], color=key.edge, linestyle=key.dashes, linewidth=key.width
-        )
-    if key.shape == "command":  # the same arrow outline as a command's box
-        return FancyBboxPatch(
-            (x, y - 0.07),
-            0.24,
-            0.14,
-            boxstyle=_BOX_STYLES["command"],
-            facecolor=key.face,
-            edgecolor=key.edge,
-            linewidth=key.width,
-        )
-    return Rectangle(
-        (x, y - 0.07),
-        0.3,
-        0.14,
-        facecolor=key.face,
-        edgecolor=key.edge,
-        linestyle=key.dashes,
-        linewidth=key.width,
-    )
-
-
-def _root_figure(ax: Axes) -> Figure:
-    figure = ax.get_figure(root=True)
-    if figure is None:
-        raise ValueError("the Axes given as ax= belongs to no Figure; create it with a Figure")
-    return figure
 
 
 # ---------------------------------------------------------------------- nested calls and the queue
@@ -683,24 +506,25 @@ def draw_nested_vs_queue(
     right = calls_in_order(result)
     rows = max(len(left), len(right), 1)
     width = 2 * _PANEL + 3 * MARGIN
+    legend = [
+        Key("handler call (step. name)", CALL),
+        Key("the event it handles", EVENT),
+        Key("one event's calls", PLAIN.but(stroke=EVENT.stroke, width=1.4), line=True),
+    ]
     top = TITLE_HEIGHT + 0.75  # the title, then each side's heading and caption
-    height = top + rows * _ORDER_ROW + MARGIN + LEGEND_ROW + 0.1
-    figure, ax = _inch_axes(ax, width, height)
+    height = top + rows * _ORDER_ROW + Sheet.legend_height(legend, width, per_row=5)
+    sheet = Sheet.new(width, height, ax)
     first_row = height - top - _ORDER_ROW / 2
     sides = (("nested", "nested calls (a naive bus)", left), ("queue", "EventBus: a queue", right))
     for number, (name, heading, calls) in enumerate(sides):
         x = MARGIN + number * (_PANEL + MARGIN)
-        _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.1, heading, fontsize=9.5, weight="bold")
-        _text(ax, x + _PANEL / 2, height - TITLE_HEIGHT - 0.38, _order_caption(calls), fontsize=8)
-        _draw_order_side(ax, name, calls, x, first_row)
-    title = f"one cascade, two orders: {plural(len(right), 'handler call')}"
-    legend = [
-        _key("call", "handler call (step. name)"),
-        _key("event", "the event it handles"),
-        _Key("one event's calls", COLOURS["event"][1], COLOURS["event"][1], line=True),
-    ]
-    _finish_inches(ax, width, height, title, legend)
-    return figure
+        middle = x + _PANEL / 2
+        sheet.text(middle, height - TITLE_HEIGHT - 0.1, heading, fontsize=9.5, weight="bold")
+        sheet.text(middle, height - TITLE_HEIGHT - 0.38, _order_caption(calls), fontsize=8)
+        _draw_order_side(sheet, name, calls, x, first_row)
+    sheet.title(f"one cascade, two orders: {plural(len(right), 'handler call')}")
+    sheet.legend(legend, per_row=5)
+    return sheet.figure
 
 
 def _ordered_call(item: tuple[str, str, int]) -> OrderedCall:
@@ -722,45 +546,38 @@ def _order_caption(calls: list[OrderedCall]) -> str:
     return f"{first} handled at step{'s' * (len(steps) > 1)} {listed}"
 
 
-def _draw_order_side(ax: Axes, side: str, calls: list[OrderedCall], x: float, top: float) -> None:
+def _draw_order_side(
+    sheet: Sheet, side: str, calls: list[OrderedCall], x: float, top: float
+) -> None:
     box_width, box_height = _ORDER_BOX
     rows_of: dict[str, list[int]] = {}
     for row, call in enumerate(calls):
         rows_of.setdefault(call.event, []).append(row)
         left = x + _BRACKET + 0.1 + call.depth * _INDENT
         y = top - row * _ORDER_ROW
-        fill, stroke = COLOURS["call"]
         label = f"{row + 1}. {shorten(call.handler, 22)}"
-        _rect(ax, left, y, box_width, label, face=fill, edge=stroke, gid=f"{side}-call-{row + 1}")
+        sheet.box(
+            (left + box_width / 2, y), _ORDER_BOX, label, ink=CALL, gid=f"{side}-call-{row + 1}"
+        )
         tag = shorten(call.event, 24)
-        fill, stroke = COLOURS["event"]
         tag_width = 0.2 + 0.064 * len(tag)
-        _rect(
-            ax,
-            left + box_width + 0.08,
-            y,
-            tag_width,
+        sheet.box(
+            (left + box_width + 0.08 + tag_width / 2, y),
+            (tag_width, box_height * 0.8),
             tag,
-            face=fill,
-            edge=stroke,
+            ink=EVENT,
+            fontsize=SMALL,
             gid=f"{side}-event-{row + 1}",
-            rounded=True,
-            height=box_height * 0.8,
-            fontsize=7.5,
         )
     for event, rows in rows_of.items():
         depth = calls[rows[0]].depth
         bracket_x = x + 0.1 + depth * _INDENT
         upper, lower = top - rows[0] * _ORDER_ROW, top - rows[-1] * _ORDER_ROW
-        colour = COLOURS["event"][1]
-        spine = Line2D([bracket_x, bracket_x], [upper, lower], color=colour, linewidth=1.4)
-        spine.set_gid(f"{side}-bracket-{event}")
-        ax.add_artist(spine)
+        spine: dict[str, Any] = {"colour": EVENT.stroke, "width": 1.4, "zorder": 2}
+        sheet.line([bracket_x, bracket_x], [upper, lower], gid=f"{side}-bracket-{event}", **spine)
         for row in rows:
             y = top - row * _ORDER_ROW
-            ax.add_artist(
-                Line2D([bracket_x, bracket_x + _BRACKET], [y, y], color=colour, linewidth=1.4)
-            )
+            sheet.line([bracket_x, bracket_x + _BRACKET], [y, y], **spine)
 
 
 # ---------------------------------------------------------------------- a command's flow
@@ -780,13 +597,14 @@ _LANE_OF = {
 _WORK_ROW = 0.82  # inches from one step to the next
 _WORK_BOX = (1.95, 0.6)
 _WRAP = 27  # characters per line of a step's detail
+_DISCARDED = PENDING.but(stroke=FADED_TEXT, dashes="--", width=1.2)
 
 
 @dataclass(frozen=True)
 class _WorkBox:
     kind: str  # a WorkStep action, "command" or "handlers"
     lines: tuple[str, ...]
-    colour: str  # a key of COLOURS, or "command"
+    ink: Ink
 
 
 def draw_unit_of_work(
@@ -808,49 +626,42 @@ def draw_unit_of_work(
     boxes = _work_boxes(uow, results, command)
     lane_width = _WORK_BOX[0] + 0.35
     width = len(_LANES) * lane_width + 2 * MARGIN
+    legend = [
+        Key("command", PLAIN),
+        Key("done", CALL),
+        Key("event published", EVENT),
+        Key("refused or failed", FAILED),
+        Key("discarded", _DISCARDED),
+    ]
     top = TITLE_HEIGHT + 0.4  # the title, then the lanes' names
-    height = top + max(len(boxes), 1) * _WORK_ROW + MARGIN + LEGEND_ROW * 2 + 0.1
-    figure, ax = _inch_axes(ax, width, height)
+    bottom = Sheet.legend_height(legend, width, per_row=5)
+    height = top + max(len(boxes), 1) * _WORK_ROW + bottom
+    sheet = Sheet.new(width, height, ax)
     first_row = height - top - _WORK_ROW / 2
-    bottom = first_row - (len(boxes) - 0.5) * _WORK_ROW
+    lowest = first_row - (len(boxes) - 0.5) * _WORK_ROW
     centres = [MARGIN + (lane + 0.5) * lane_width for lane in range(len(_LANES))]
     for name, x in zip(_LANES, centres, strict=True):
-        _text(ax, x, height - TITLE_HEIGHT - 0.12, name, fontsize=9, weight="bold")
-        lifeline = Line2D(
-            [x, x], [height - top + 0.05, bottom], color=FADED_EDGE, linewidth=1.0, ls="--"
-        )
-        lifeline.set_zorder(0)
-        ax.add_artist(lifeline)
+        sheet.text(x, height - TITLE_HEIGHT - 0.12, name, fontsize=9, weight="bold")
+        lifeline = [height - top + 0.05, lowest]
+        sheet.line([x, x], lifeline, colour=FADED_EDGE, dashes="--", zorder=0)
     committing = [row for row, box in enumerate(boxes) if box.kind in _COMMIT]
     if committing:
-        _commit_bar(ax, centres[1], first_row, committing[0], committing[-1])
+        _commit_bar(sheet, centres[1], first_row, committing[0], committing[-1])
     places = []
     for row, box in enumerate(boxes):
         x, y = centres[_LANE_OF[box.kind]], first_row - row * _WORK_ROW
         places.append((x, y))
-        _rect(
-            ax,
-            x - _WORK_BOX[0] / 2,
-            y,
-            _WORK_BOX[0],
-            "\n".join(box.lines),
-            height=_WORK_BOX[1],
-            gid=f"work-{row + 1}",
-            **_work_style(box.colour),
-        )
+        label = "\n".join(box.lines)
+        words = EDGE if box.ink == _DISCARDED else TEXT
+        sheet.box((x, y), _WORK_BOX, label, ink=box.ink, text=words, gid=f"work-{row + 1}")
     for (x1, y1), (x2, y2) in itertools.pairwise(places):
-        _work_arrow(ax, (x1, y1), (x2, y2))
+        _work_arrow(sheet, (x1, y1), (x2, y2))
     actions = [step.action for step in uow.steps]
-    title = f"{type(uow).__name__}: " + (" → ".join(actions) if actions else "nothing done yet")
-    legend = [
-        _Key("command", "#ffffff", EDGE),
-        _key("call", "done"),
-        _key("event", "event published"),
-        _key("failed", "refused or failed"),
-        _Key("discarded", COLOURS["pending"][0], FADED_TEXT, dashes="--"),
-    ]
-    _finish_inches(ax, width, height, title, legend)
-    return figure
+    sheet.title(
+        f"{type(uow).__name__}: " + (" → ".join(actions) if actions else "nothing done yet")
+    )
+    sheet.legend(legend, per_row=5)
+    return sheet.figure
 
 
 def _work_boxes(
@@ -862,12 +673,9 @@ def _work_boxes(
         if command is not None and step.action != "load":
             boxes.append(_command_box(command))
             command = None
-        header = f"{number}. {step.action}"
-        lines = (header, *textwrap.wrap(step.detail, _WRAP)[:2])
-        colour = {"conflict": "failed", "publish": "event", "discard": "pending"}.get(
-            step.action, "call"
-        )
-        boxes.append(_WorkBox(step.action, lines, colour))
+        lines = (f"{number}. {step.action}", *wrap(step.detail, _WRAP))
+        ink = {"conflict": FAILED, "publish": EVENT, "discard": _DISCARDED}.get(step.action, CALL)
+        boxes.append(_WorkBox(step.action, lines, ink))
         if step.action == "publish":
             boxes.append(_handlers_box(uow, results, published))
             published += 1
@@ -879,27 +687,18 @@ def _work_boxes(
 _COMMIT = frozenset({"save", "conflict", "publish", "handlers"})
 
 
-def _commit_bar(ax: Axes, x: float, first_row: float, first: int, last: int) -> None:
+def _commit_bar(sheet: Sheet, x: float, first_row: float, first: int, last: int) -> None:
     """A bar in the unit of work's lane along the steps that ``commit()`` took."""
     upper = first_row - first * _WORK_ROW + _WORK_BOX[1] / 2
     lower = first_row - last * _WORK_ROW - _WORK_BOX[1] / 2
-    bar = FancyBboxPatch(
-        (x - 0.3, lower),
-        0.6,
-        upper - lower,
-        boxstyle="round,pad=0,rounding_size=0.08",
-        facecolor="#f9fafb",
-        edgecolor=EDGE,
-        linewidth=1.0,
-        zorder=1,
-    )
-    bar.set_gid("commit")
-    ax.add_artist(bar)
-    _text(ax, x, (upper + lower) / 2, "commit()", fontsize=8.5, rotation=90, gid="commit-label")
+    middle = (upper + lower) / 2
+    bar = PLAIN.but(fill=PANEL, width=1.0)
+    sheet.box((x, middle), (0.6, upper - lower), ink=bar, corner=0.08, gid="commit", zorder=1)
+    sheet.text(x, middle, "commit()", rotation=90, gid="commit-label")
 
 
 def _command_box(command: str) -> _WorkBox:
-    return _WorkBox("command", ("command:", shorten(command, _WRAP), "records events"), "command")
+    return _WorkBox("command", ("command:", shorten(command, _WRAP), "records events"), PLAIN)
 
 
 def _handlers_box(uow: UnitOfWork, results: Sequence[DispatchResult], number: int) -> _WorkBox:
@@ -910,125 +709,34 @@ def _handlers_box(uow: UnitOfWork, results: Sequence[DispatchResult], number: in
         header = plural(len(result.calls), "handler call")
         if result.failures:
             header += f", {len(result.failures)} failed"
-        colour = "failed" if result.failures else "call"
+        ink = FAILED if result.failures else CALL
     elif number < len(uow.published):
         handlers = uow.bus.handlers_for(uow.published[number])
         names = [shorten(handler_name(handler), _WRAP) for handler in handlers]
         header = f"heard by {plural(len(handlers), 'handler')}"
-        colour = "call"
+        ink = CALL
     else:
-        return _WorkBox("handlers", ("handlers", "(not known)"), "pending")
-    listed = textwrap.wrap(", ".join(name.rsplit(".", 1)[-1] for name in names), _WRAP)
-    if len(listed) > 2:
-        listed = [listed[0], shorten(listed[1] + " …", _WRAP)]
-    return _WorkBox("handlers", (header, *listed), colour)
+        return _WorkBox("handlers", ("handlers", "(not known)"), PENDING)
+    listed = wrap(", ".join(name.rsplit(".", 1)[-1] for name in names), _WRAP)
+    return _WorkBox("handlers", (header, *listed), ink)
 
 
-def _work_style(colour: str) -> dict[str, Any]:
-    if colour == "command":
-        return {"face": "#ffffff", "edge": EDGE}
-    fill, stroke = COLOURS[colour]
-    if colour == "pending":
-        return {"face": fill, "edge": FADED_TEXT, "dashes": "--", "text": "#4b5563"}
-    return {"face": fill, "edge": stroke}
-
-
-def _work_arrow(ax: Axes, source: tuple[float, float], target: tuple[float, float]) -> None:
+def _work_arrow(sheet: Sheet, source: tuple[float, float], target: tuple[float, float]) -> None:
     """From one step's box to the next: straight down within a lane, else across then down."""
     (x1, y1), (x2, y2) = source, target
     half_width, half_height = _WORK_BOX[0] / 2, _WORK_BOX[1] / 2
+    end = (x2, y2 + half_height)
     if x1 == x2:
-        start, style = (x1, y1 - half_height), "arc3"
+        sheet.arrow((x1, y1 - half_height), end)
     else:
         side = half_width if x2 > x1 else -half_width
-        start, style = (x1 + side, y1), "angle,angleA=0,angleB=90,rad=0"
-    arrow = FancyArrowPatch(
-        start,
-        (x2, y2 + half_height),
-        connectionstyle=style,
-        arrowstyle="-|>",
-        mutation_scale=10,
-        shrinkA=0,
-        shrinkB=1,
-        color=EDGE,
-        linewidth=1.2,
-        zorder=1,
-    )
-    ax.add_artist(arrow)
-
-
-# ---------------------------------------------------------------------- drawing in inches
-
-
-def _inch_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
-    """An Axes whose data units are inches (a new figure of this size when ``ax`` is None)."""
-    if ax is None:
-        figure: Figure = NotebookFigure(figsize=(width, height))
-        ax = figure.add_axes((0, 0, 1, 1))
-    else:
-        figure = _root_figure(ax)
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    return figure, ax
-
-
-def _rect(
-    ax: Axes,
-    left: float,
-    y: float,
-    width: float,
-    label: str,
-    *,
-    face: str,
-    edge: str,
-    gid: str,
-    height: float = _ORDER_BOX[1],
-    rounded: bool = False,
-    dashes: str = "-",
-    text: str = TEXT,
-    fontsize: float = FONT_SIZE,
-) -> None:
-    """A box whose left edge is ``left`` and whose middle is at height ``y``, with its label."""
-    style = "round,pad=0,rounding_size=0.12" if rounded else "round,pad=0,rounding_size=0.04"
-    patch = FancyBboxPatch(
-        (left, y - height / 2),
-        width,
-        height,
-        boxstyle=style,
-        facecolor=face,
-        edgecolor=edge,
-        linewidth=1.2,
-        linestyle=dashes,
-        zorder=2,
-    )
-    patch.set_gid(gid)
-    ax.add_artist(patch)
-    _text(ax, left + width / 2, y, label, fontsize=fontsize, color=text, gid=gid + "-label")
-
-
-def _text(ax: Axes, x: float, y: float, words: str, **style: Any) -> None:
-    style = {"ha": "center", "va": "center", "color": TEXT, **style}
-    ax.text(x, y, words, parse_math=False, zorder=3, **style)
-
-
-def _finish_inches(ax: Axes, width: float, height: float, title: str, legend: list[_Key]) -> None:
-    """The title on top and a one-row legend at the bottom, as :class:`_Canvas` draws them."""
-    _text(ax, width / 2, height - TITLE_HEIGHT / 2, shorten(title, int(width * 11)), fontsize=10)
-    # Each key as wide as its words, so long labels never run into the next swatch.
-    spans = [0.4 + 0.062 * len(key.label) + 0.3 for key in legend]
-    x, y = (width - sum(spans) + 0.3) / 2, MARGIN
-    for key, span in zip(legend, spans, strict=True):
-        ax.add_artist(_swatch(key, x, y))
-        _text(ax, x + 0.4, y, key.label, ha="left", fontsize=8)
-        x += span
+        sheet.arrow((x1 + side, y1), end, corner=True)
 
 
 # ---------------------------------------------------------------------- the map of the series
 
 _MAP_ROW = 0.72  # from one chapter's centre to the next: room for an arrow between boxes
-_LANE_WIDTH = BOX_WIDTH + 0.24
+_LANE_WIDTH = BOX[0] + 0.24
 _PART_HEADER = 0.5
 _PART_CHARS = 24
 
@@ -1045,34 +753,34 @@ def draw_series_map(chapters: Sequence[Chapter] = CHAPTERS, *, ax: Axes | None =
     places = _map_places(parts)
     rows = 1 + max((row for _, row in places.values()), default=0)
     width = max(MIN_WIDTH, len(parts) * COLUMN - (COLUMN - _LANE_WIDTH) + 2 * MARGIN)
-    bottom = MARGIN + LEGEND_ROW
+    start_here = EVENT.but(stroke=CURRENT.stroke, width=CURRENT.width)
+    legend = [
+        Key("chapter", EVENT),
+        Key("start here", start_here.but(width=2.5)),
+        Key("part", PENDING),
+        Key("reading order", PLAIN, line=True),
+    ]
+    bottom = Sheet.legend_height(legend, width)
     height = TITLE_HEIGHT + _PART_HEADER + rows * _MAP_ROW + bottom
-    figure, ax = _inch_axes(ax, width, height)
-    left = (width - len(parts) * COLUMN + COLUMN) / 2  # the centre of the first lane
-    canvas = _Canvas(figure, ax, width, height, left, bottom + (rows - 0.5) * _MAP_ROW)
+    sheet = Sheet.new(width, height, ax)
+    first_lane = (width - len(parts) * COLUMN + COLUMN) / 2  # the centre of the first lane
+    first_row = bottom + (rows - 0.5) * _MAP_ROW
+
+    def at(place: tuple[int, int]) -> tuple[float, float]:
+        return (first_lane + place[0] * COLUMN, first_row - place[1] * _MAP_ROW)
+
     for lane, part in enumerate(parts):
-        _draw_lane(canvas, lane, part, bottom, height - TITLE_HEIGHT)
+        _draw_lane(sheet, at((lane, 0))[0], part, bottom, height - TITLE_HEIGHT)
     reading = [chapter for members in parts.values() for chapter in members]
     for before, after in itertools.pairwise(reading):
-        _map_arrow(canvas, places[before], places[after])
+        _map_arrow(sheet, places[before], places[after], at)
     for position, chapter in enumerate(reading):
-        style = _node_style("event", "current" if position == 0 else "done")
-        canvas.box(
-            _map_grid(places[chapter]),
-            _chapter_label(chapter),
-            shape="event",
-            gid=f"chapter-{chapter.number:02d}",
-            **style,
-        )
-    title = f"the series: {plural(len(reading), 'chapter')} in {plural(len(parts), 'part')}"
-    legend = [
-        _key("event", "chapter"),
-        _Key("start here", COLOURS["event"][0], COLOURS["current"][1], width=2.5),
-        _key("pending", "part"),
-        _Key("reading order", EDGE, EDGE, line=True),
-    ]
-    canvas.finish(title, legend)
-    return canvas.figure
+        ink = start_here if position == 0 else EVENT
+        label = "\n".join(wrap(f"{chapter.number:02d} {chapter.title}", LABEL_CHARS - 2))
+        sheet.box(at(places[chapter]), BOX, label, ink=ink, gid=f"chapter-{chapter.number:02d}")
+    sheet.title(f"the series: {plural(len(reading), 'chapter')} in {plural(len(parts), 'part')}")
+    sheet.legend(legend)
+    return sheet.figure
 
 
 def _chapters_by_part(chapters: Iterable[Chapter]) -> dict[str, list[Chapter]]:
@@ -1094,56 +802,25 @@ def _map_places(parts: dict[str, list[Chapter]]) -> dict[Chapter, tuple[int, int
     return places
 
 
-def _map_grid(place: tuple[int, int]) -> tuple[float, float]:
-    """A (lane, row) place as grid coordinates of the canvas (whose rows are ``ROW`` apart)."""
-    lane, row = place
-    return (float(lane), -row * _MAP_ROW / ROW)
-
-
-def _draw_lane(canvas: _Canvas, lane: int, part: str, bottom: float, top: float) -> None:
+def _draw_lane(sheet: Sheet, x: float, part: str, bottom: float, top: float) -> None:
     """The grey band of one part, with the part's name at its head."""
-    x, _ = canvas.at((lane, 0))
-    fill, stroke = COLOURS["pending"]
-    band = FancyBboxPatch(
-        (x - _LANE_WIDTH / 2, bottom),
-        _LANE_WIDTH,
-        top - bottom,
-        boxstyle="round,pad=0,rounding_size=0.08",
-        facecolor=fill,
-        edgecolor=stroke,
-        linewidth=1.0,
-        zorder=0,
+    band = (x, (top + bottom) / 2)
+    sheet.box(
+        band, (_LANE_WIDTH, top - bottom), ink=PENDING, corner=0.08, gid=f"part-{part}", zorder=0
     )
-    band.set_gid(f"part-{part}")
-    canvas._add(band)
-    name = "\n".join(textwrap.wrap(part, _PART_CHARS)[:2])
-    canvas.text(x, top - _PART_HEADER / 2, name, **_CENTRED, fontsize=9, fontweight="bold")
+    name = "\n".join(wrap(part, _PART_CHARS))
+    sheet.text(x, top - _PART_HEADER / 2, name, fontsize=9, fontweight="bold")
 
 
-def _chapter_label(chapter: Chapter) -> str:
-    """``NN Title`` on at most two lines that fit a box."""
-    lines = textwrap.wrap(f"{chapter.number:02d} {chapter.title}", LABEL_CHARS - 2)
-    if len(lines) > 2:
-        lines = [lines[0], shorten(" ".join(lines[1:]), LABEL_CHARS - 2)]
-    return "\n".join(lines)
-
-
-def _map_arrow(canvas: _Canvas, source: tuple[int, int], target: tuple[int, int]) -> None:
+def _map_arrow(
+    sheet: Sheet,
+    source: tuple[int, int],
+    target: tuple[int, int],
+    at: Any,
+) -> None:
     """Down a lane from box to box, or across from one lane to the next."""
-    (x1, y1), (x2, y2) = canvas.at(_map_grid(source)), canvas.at(_map_grid(target))
+    (x1, y1), (x2, y2) = at(source), at(target)
     if source[0] == target[0]:
-        start, end = (x1, y1 - BOX_HEIGHT / 2), (x2, y2 + BOX_HEIGHT / 2)
+        sheet.arrow((x1, y1 - BOX[1] / 2), (x2, y2 + BOX[1] / 2))
     else:
-        start, end = (x1 + BOX_WIDTH / 2, y1), (x2 - BOX_WIDTH / 2, y2)
-    arrow = FancyArrowPatch(
-        start,
-        end,
-        arrowstyle="-|>",
-        mutation_scale=10,
-        shrinkA=0,
-        shrinkB=1,
-        color=EDGE,
-        linewidth=1.2,
-        zorder=1,
-    )
-    canvas._add(arrow)
+        sheet.arrow((x1 + BOX[0] / 2, y1), (x2 - BOX[0] / 2, y2))

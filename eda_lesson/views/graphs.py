@@ -22,35 +22,24 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx  # type: ignore[import-untyped]
 
 from eda_lesson.core.text import plural
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import INKS, TEXT, Ink
 
 if TYPE_CHECKING:
     from eda_lesson.core.bus import BaseBus
     from eda_lesson.core.result import DispatchResult, EventRecord, HandlerCall
 
 __all__ = [
-    "COLOURS",
     "StepRow",
+    "check_step",
+    "error_text",
     "flow_graph",
     "registration_graph",
-    "shorten",
     "step_caption",
     "step_rows",
     "step_table",
     "to_mermaid",
 ]
-
-#: One colour language for every picture of a dispatch: (fill, stroke) per kind of thing.
-#: Drawings and Mermaid text share it, so a failed call is the same red everywhere.
-COLOURS: dict[str, tuple[str, str]] = {
-    "event": ("#dbeafe", "#1d4ed8"),
-    "call": ("#dcfce7", "#15803d"),
-    "failed": ("#fee2e2", "#b91c1c"),
-    "unhandled": ("#fef3c7", "#b45309"),
-    "command": ("#fce7f3", "#be185d"),
-    "current": ("#ede9fe", "#7c3aed"),
-    "queued": ("#ffffff", "#1d4ed8"),
-    "pending": ("#f3f4f6", "#c4c9d0"),
-}
 
 # ---------------------------------------------------------------------- registrations
 
@@ -251,8 +240,9 @@ def to_mermaid(result: DispatchResult) -> str:
 
     Node ids are stable: ``e0, e1, ...`` for events by index and ``c1, c2, ...`` for calls by
     step, so the text of a cascade changes only when the cascade does. Every node has a class
-    (and colour, from :data:`COLOURS`): ``edaEvent``, ``edaCommand`` (a hexagon), ``edaHandler``,
-    ``edaFailed`` and ``edaUnhandled``. Labels are quoted and escaped, so any class name,
+    (its colours and border from :data:`~eda_lesson.views.palette.INKS`, as in the drawings):
+    ``edaEvent``, ``edaCommand`` (a hexagon), ``edaHandler``, ``edaFailed`` (a bold dashed
+    border) and ``edaUnhandled`` (a dotted one). Labels are quoted and escaped, so any class name,
     handler name or error message renders as written (see :func:`_mermaid_text`).
     Paste it into Markdown between ```` ```mermaid ```` fences and GitHub draws it.
     """
@@ -266,10 +256,23 @@ def to_mermaid(result: DispatchResult) -> str:
     for kind, name in _MERMAID_CLASSES.items():
         if kind == "command" and not commands:
             continue
-        fill, stroke = COLOURS[kind]
-        extra = ",stroke-dasharray:4 3" if kind == "unhandled" else ""
-        lines.append(f"    classDef {name} fill:{fill},stroke:{stroke},color:#111827{extra}")
+        lines.append(f"    classDef {name} {_mermaid_style(INKS[kind])}")
     return "\n".join(lines) + "\n"
+
+
+#: Mermaid's dash patterns (SVG ``stroke-dasharray``) for the palette's line styles.
+_MERMAID_DASHES = {"--": "6 3", ":": "2 2", "-.": "6 2 2 2"}
+
+
+def _mermaid_style(ink: Ink) -> str:
+    """A ``classDef`` body with the ink's colours and its border's width and dashes (Mermaid
+    has no hatching: a failure's second cue there is its bold dashed border)."""
+    style = f"fill:{ink.fill},stroke:{ink.stroke},color:{TEXT}"
+    if ink.width != 1.2:
+        style += f",stroke-width:{ink.width:g}px"
+    if ink.dashes in _MERMAID_DASHES:
+        style += f",stroke-dasharray:{_MERMAID_DASHES[ink.dashes]}"
+    return style
 
 
 #: The Mermaid class of each kind of node, in the order of the ``classDef`` lines. The ``eda``
@@ -461,20 +464,3 @@ def check_step(result: DispatchResult, upto: int) -> None:
             f"step {upto!r} is not a step of this dispatch: it has {plural(steps, 'step')}, "
             f"so choose a whole number from 0 (nothing handled yet) to {steps} (all done)"
         )
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, an ellipsis marking the cut.
-
-    A dotted name keeps only its last part (``Shop.request_shipment`` becomes
-    ``request_shipment``), cut too if still too long: the last part is what a reader knows.
-    """
-    if len(text) <= limit:
-        return text
-    if "." in text and " " not in text:
-        last = text.rsplit(".", 1)[1]
-        if last:
-            text = last
-            if len(text) <= limit:
-                return text
-    return text[: max(limit - 1, 0)] + "…"

@@ -35,9 +35,25 @@ from eda_lesson.patterns.aggregate import Aggregate
 from eda_lesson.patterns.projections import Projection
 from eda_lesson.patterns.store import EventStore, StoredEvent
 from eda_lesson.shop.order import Order
-from eda_lesson.views.flow import EDGE, FADED_EDGE, FADED_TEXT, TEXT, figure_to_png
-from eda_lesson.views.graphs import COLOURS, shorten
-from eda_lesson.views.sheet import Key, Sheet, key
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import (
+    CALL,
+    COMMAND,
+    CURRENT,
+    EDGE,
+    EVENT,
+    FADED_EDGE,
+    FADED_TEXT,
+    NO_COLOUR,
+    PENDING,
+    PLAIN,
+    READ_SIDE,
+    TEXT,
+    WRITE_SIDE,
+    Ink,
+)
+from eda_lesson.views.sheet import SMALL, Key, Sheet
+from eda_lesson.views.stepper import Explorer, Stepper
 
 __all__ = [
     "HistoryExplorer",
@@ -51,7 +67,6 @@ __all__ = [
 
 MARGIN = 0.3
 TITLE = 0.5
-SMALL = 7.5
 
 # ---------------------------------------------------------------------- plain values
 
@@ -132,10 +147,10 @@ def draw_fold(
         _check_version(upto, versions)
     width = max(6.0, 2 * MARGIN + FOLD_BOX[0] + versions * FOLD_COLUMN)
     legend = [
-        key("event", "event"),
-        Key("state after applying it", "#ffffff", EDGE),
-        key("current", "state shown", width=2.5),
-        key("pending", "not yet applied"),
+        Key("event", EVENT),
+        Key("state after applying it", PLAIN),
+        Key("state shown", CURRENT.but(width=2.5)),
+        Key("not yet applied", PENDING),
     ]
     legend = legend if upto is not None else legend[:2]
     legend_room = Sheet.legend_height(legend, width)
@@ -146,20 +161,20 @@ def draw_fold(
     previous_box = None
     for version, (event, state) in enumerate(history):
         x = left + version * FOLD_COLUMN
-        look = _fold_look(version, upto)
+        ink = _fold_ink(version, upto)
+        faded = ink == PENDING
         lines = _state_lines(version, state, history[version - 1][1] if version else {}, fields)
         box = sheet.box(
             (x, state_y),
             FOLD_BOX,
             "\n".join(lines),
-            rounded=False,
+            ink=ink,
+            text=ink.words,
             fontsize=8,
             gid=f"state-v{version}",
             linespacing=1.35,
-            **look,
         )
         if previous_box is not None:
-            faded = look["text"] == FADED_TEXT
             sheet.arrow(
                 (x - FOLD_COLUMN, state_y),
                 (x, state_y),
@@ -168,7 +183,7 @@ def draw_fold(
                 colour=FADED_EDGE if faded else EDGE,
             )
         if event is not None:
-            _fold_event(sheet, (x, event_y), version, event, box, look, (x, state_y))
+            _fold_event(sheet, (x, event_y), version, event, box, faded, (x, state_y))
         previous_box = box
     name = aggregate_type.__name__
     where = f"version {upto} of {versions}" if upto is not None else plural(versions, "event")
@@ -197,22 +212,13 @@ def _check_version(version: object, versions: int) -> None:
         )
 
 
-def _fold_look(version: int, upto: int | None) -> dict[str, Any]:
+def _fold_ink(version: int, upto: int | None) -> Ink:
+    """A state before the one shown is plain, the one shown lit, a later one faded."""
     if upto is None or version < upto:
-        return {"face": "#ffffff", "edge": EDGE, "width": 1.2, "text": TEXT}
+        return PLAIN
     if version == upto:
-        return {
-            "face": COLOURS["current"][0],
-            "edge": COLOURS["current"][1],
-            "width": 2.6,
-            "text": TEXT,
-        }
-    return {
-        "face": COLOURS["pending"][0],
-        "edge": COLOURS["pending"][1],
-        "width": 1.0,
-        "text": FADED_TEXT,
-    }
+        return CURRENT.but(words=TEXT)
+    return PENDING
 
 
 def _state_lines(
@@ -239,38 +245,18 @@ def _fold_event(
     version: int,
     event: object,
     state_box: Any,
-    look: dict[str, Any],
+    faded: bool,
     state_at: tuple[float, float],
 ) -> None:
-    faded = look["text"] == FADED_TEXT
-    fill, stroke = COLOURS["pending"] if faded else COLOURS["event"]
-    box = sheet.box(
-        at,
-        EVENT_BOX,
-        shorten(f"{version}. {type(event).__name__}", 22),
-        face=fill,
-        edge=stroke,
-        text=look["text"],
-        gid=f"event-v{version}",
-    )
-    sheet.arrow(
-        at,
-        state_at,
-        source=box,
-        target=state_box,
-        colour=FADED_EDGE if faded else COLOURS["event"][1],
-    )
+    ink = PENDING.but(shape="rounded") if faded else EVENT
+    label = shorten(f"{version}. {type(event).__name__}", 22)
+    words = FADED_TEXT if faded else TEXT
+    box = sheet.box(at, EVENT_BOX, label, ink=ink, text=words, gid=f"event-v{version}")
+    arrow = FADED_EDGE if faded else EVENT.stroke
+    sheet.arrow(at, state_at, source=box, target=state_box, colour=arrow)
     mid = (at[1] + state_at[1]) / 2
-    sheet.text(
-        at[0] + 0.08,
-        mid,
-        "apply",
-        fontsize=SMALL,
-        ha="left",
-        va="center",
-        color=FADED_TEXT if faded else EDGE,
-        style="italic",
-    )
+    note = FADED_TEXT if faded else EDGE
+    sheet.text(at[0] + 0.08, mid, "apply", fontsize=SMALL, ha="left", colour=note, style="italic")
 
 
 # ---------------------------------------------------------------------- the event log
@@ -298,9 +284,9 @@ def draw_event_log(
     streams = list(dict.fromkeys(s.stream_id for s in stored))
     if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
         raise ValueError(f"upto is a global position, a whole number from 0, got {upto!r}")
-    legend = [key("event", "event (vN: version in its stream)")]
+    legend = [Key("event (vN: version in its stream)", EVENT)]
     if upto is not None:
-        legend.append(key("pending", "not read yet"))
+        legend.append(Key("not read yet", PENDING))
     columns = max(len(streams), 1)
     width = max(5.2, 2 * MARGIN + GUTTER + columns * LOG_COLUMN)
     rows_height = max(len(stored), 1) * LOG_ROW
@@ -311,38 +297,19 @@ def draw_event_log(
     top = height - TITLE - 0.45
     for number, stream in enumerate(streams):
         x = left + (number + 0.5) * LOG_COLUMN
-        sheet.text(
-            x,
-            top + 0.22,
-            shorten(stream, 24),
-            ha="center",
-            va="center",
-            fontsize=8.5,
-            weight="bold",
-        )
+        sheet.text(x, top + 0.22, shorten(stream, 24), weight="bold")
         sheet.line([x, x], [top, top - rows_height], colour=FADED_EDGE, dashes=":")
-    sheet.text(
-        MARGIN + 0.05, top + 0.22, "position", ha="left", va="center", fontsize=SMALL, color=EDGE
-    )
+    sheet.text(MARGIN + 0.05, top + 0.22, "position", ha="left", fontsize=SMALL, colour=EDGE)
     for row, item in enumerate(stored):
         y = top - (row + 0.5) * LOG_ROW
         x = left + (streams.index(item.stream_id) + 0.5) * LOG_COLUMN
         unread = upto is not None and item.position > upto
-        fill, stroke = COLOURS["pending" if unread else "event"]
+        ink = PENDING.but(shape="rounded") if unread else EVENT
         text = FADED_TEXT if unread else TEXT
-        sheet.text(
-            MARGIN + 0.3, y, str(item.position), ha="right", va="center", fontsize=8, color=text
-        )
+        sheet.text(MARGIN + 0.3, y, str(item.position), ha="right", fontsize=8, colour=text)
         label = shorten(f"v{item.version} {item.type_name}", 24)
         sheet.box(
-            (x, y),
-            LOG_BOX,
-            label,
-            face=fill,
-            edge=stroke,
-            text=text,
-            fontsize=8,
-            gid=f"log-{item.position}",
+            (x, y), LOG_BOX, label, ink=ink, text=text, fontsize=8, gid=f"log-{item.position}"
         )
     if upto is not None:
         read = sum(1 for s in stored if s.position <= upto)
@@ -350,19 +317,20 @@ def draw_event_log(
         sheet.line(
             [MARGIN, width - MARGIN],
             [y, y],
-            colour=COLOURS["current"][1],
+            colour=CURRENT.stroke,
             width=1.6,
             dashes="--",
             zorder=3,
         )
+        words = f"read up to position {upto}"
         sheet.text(
             width - MARGIN,
             y + 0.05,
-            f"read up to position {upto}",
+            words,
             ha="right",
             va="bottom",
             fontsize=SMALL,
-            color=COLOURS["current"][1],
+            colour=CURRENT.words,
         )
     default = (
         f"the event log: {plural(len(stored), 'event')} in {plural(len(streams), 'stream')}, "
@@ -421,10 +389,10 @@ def draw_projection(
     lit = {k for k, v in snapshot if before.get(k) != v} if read else set()
     rows = max(len(stored), len(snapshot) + 2, 3)
     legend = [
-        key("event", "read, changed the model"),
-        Key("read, ignored", "#ffffff", FADED_EDGE),
-        key("current", "last event read", width=2.5),
-        key("pending", "not read yet"),
+        Key("read, changed the model", _LOG_INKS["read"][0]),
+        Key("read, ignored", _LOG_INKS["ignored"][0]),
+        Key("last event read", _LOG_INKS["current"][0].but(width=2.5)),
+        Key("not read yet", _LOG_INKS["pending"][0]),
     ]
     width = 2 * MARGIN + GUTTER + LOG_BOX[0] + 1.0 + READ_MODEL_WIDTH
     room = Sheet.legend_height(legend, max(width, 6.8))
@@ -432,85 +400,45 @@ def draw_projection(
     sheet = Sheet.new(max(width, 6.8), height, ax)
     left = (sheet.width - width) / 2 + MARGIN
     top = height - TITLE - 0.4
-    sheet.text(
-        left + GUTTER + LOG_BOX[0] / 2,
-        top + 0.2,
-        "the global log",
-        ha="center",
-        va="center",
-        fontsize=8.5,
-        weight="bold",
-    )
+    sheet.text(left + GUTTER + LOG_BOX[0] / 2, top + 0.2, "the global log", weight="bold")
     current_at = None
     for row, item in enumerate(stored):
         y = top - (row + 0.5) * PROJECTION_ROW
-        state = _log_state(item, upto, ignored)
-        look = _LOG_LOOKS[state]
-        sheet.text(
-            left + GUTTER - 0.12,
-            y,
-            str(item.position),
-            ha="right",
-            va="center",
-            fontsize=8,
-            color=look["text"],
-        )
+        ink, text = _LOG_INKS[_log_state(item, upto, ignored)]
+        sheet.text(left + GUTTER - 0.12, y, str(item.position), ha="right", fontsize=8, colour=text)
         label = shorten(f"{item.stream_id} v{item.version} {item.type_name}", 30)
+        centre = (left + GUTTER + LOG_BOX[0] / 2, y)
+        size = (LOG_BOX[0], 0.26)
         sheet.box(
-            (left + GUTTER + LOG_BOX[0] / 2, y),
-            (LOG_BOX[0], 0.26),
-            label,
-            fontsize=7,
-            rounded=True,
-            gid=f"projected-{item.position}",
-            **look,
+            centre, size, label, ink=ink, text=text, fontsize=7, gid=f"projected-{item.position}"
         )
         if item.position == upto:
             current_at = (left + GUTTER + LOG_BOX[0], y)
     model_left = left + GUTTER + LOG_BOX[0] + 1.0
     model_height = 0.42 + max(len(snapshot), 1) * MODEL_ROW + 0.12
     model_centre = (model_left + READ_MODEL_WIDTH / 2, top - model_height / 2)
-    model = sheet.box(
-        model_centre,
-        (READ_MODEL_WIDTH, model_height),
-        face="#ffffff",
-        edge=COLOURS["call"][1],
-        width=1.6,
-        rounded=False,
-        gid="read-model",
-    )
-    sheet.text(
-        model_centre[0],
-        top - 0.22,
-        f"{name}  (position {fresh.position})",
-        ha="center",
-        va="center",
-        fontsize=8.5,
-        weight="bold",
-    )
+    model_ink = PLAIN.but(stroke=CALL.stroke, width=1.6)
+    model_size = (READ_MODEL_WIDTH, model_height)
+    model = sheet.box(model_centre, model_size, ink=model_ink, gid="read-model")
+    sheet.text(model_centre[0], top - 0.22, f"{name}  (position {fresh.position})", weight="bold")
     for row, (entry, value) in enumerate(snapshot or [("", "(empty)")]):
         y = top - 0.42 - (row + 0.5) * MODEL_ROW
-        colour = COLOURS["current"][1] if entry in lit else TEXT
-        words = f"{entry}: {value}" if entry else value
+        colour = CURRENT.words if entry in lit else TEXT
+        words = shorten(f"{entry}: {value}" if entry else value, 34)
+        weight = "bold" if entry in lit else "normal"
         sheet.text(
             model_left + 0.2,
             y,
-            shorten(words, 34),
+            words,
             ha="left",
-            va="center",
             fontsize=8,
             gid=f"entry-{row}",
-            color=colour,
-            weight="bold" if entry in lit else "normal",
+            colour=colour,
+            weight=weight,
         )
     if current_at is not None:
-        sheet.arrow(
-            current_at,
-            (model_left, model_centre[1]),
-            target=model,
-            colour=COLOURS["current"][1],
-            width=1.6,
-        )
+        into = (model_left, model_centre[1])
+        sheet.arrow(current_at, into, target=model, colour=CURRENT.stroke, width=1.6)
     default = f"{name} built from zero: {plural(len(read), 'event')} of {len(stored)} read" + (
         f", {len(ignored)} ignored" if ignored else ""
     )
@@ -559,23 +487,16 @@ def _log_state(item: StoredEvent, upto: int, ignored: set[int]) -> str:
     return "ignored" if item.position in ignored else "read"
 
 
-_LOG_LOOKS: dict[str, dict[str, Any]] = {
-    "read": {"face": COLOURS["event"][0], "edge": COLOURS["event"][1], "text": TEXT},
-    "ignored": {"face": "#ffffff", "edge": FADED_EDGE, "text": EDGE},
-    "current": {
-        "face": COLOURS["current"][0],
-        "edge": COLOURS["current"][1],
-        "width": 2.4,
-        "text": TEXT,
-    },
-    "pending": {"face": COLOURS["pending"][0], "edge": COLOURS["pending"][1], "text": FADED_TEXT},
+#: The ink of an event of the log, and the colour of its words, by how the projection took it.
+_LOG_INKS: dict[str, tuple[Ink, str]] = {
+    "read": (EVENT, TEXT),
+    "ignored": (PLAIN.but(stroke=FADED_EDGE, shape="rounded"), EDGE),
+    "current": (EVENT.but(fill=CURRENT.fill, stroke=CURRENT.stroke, width=2.4), TEXT),
+    "pending": (PENDING.but(shape="rounded"), FADED_TEXT),
 }
 
 
 # ---------------------------------------------------------------------- CQRS
-
-WRITE_SIDE = "#fef2f2"
-READ_SIDE = "#eff6ff"
 
 
 def draw_cqrs(
@@ -599,35 +520,24 @@ def draw_cqrs(
     width, height = 9.2, TITLE + 1.3 + band + 0.2
     sheet = Sheet.new(width, height, ax)
     write_y, read_top = height - TITLE - 0.65, height - TITLE - 1.3
-    sheet.box((4.1, write_y), (7.6, 1.2), face=WRITE_SIDE, edge="none", rounded=False, zorder=0)
-    sheet.box(
-        (4.1, read_top - band / 2),
-        (7.6, band),
-        face=READ_SIDE,
-        edge="none",
-        rounded=False,
-        zorder=0,
-    )
-    sheet.text(
-        0.45,
-        write_y + 0.45,
-        "write side: commands",
-        fontsize=8,
-        ha="left",
-        color=COLOURS["failed"][1],
-        weight="bold",
-    )
-    sheet.text(
-        0.45,
-        read_top - 0.2,
-        "read side: queries",
-        fontsize=8,
-        ha="left",
-        color=COLOURS["event"][1],
-        weight="bold",
-    )
+    sides = {
+        "write side: commands": (write_y, 1.2, WRITE_SIDE, COMMAND),
+        "read side: queries": (read_top - band / 2, band, READ_SIDE, EVENT),
+    }
+    for words, (middle, tall, fill, meaning) in sides.items():
+        sheet.box((4.1, middle), (7.6, tall), ink=Ink(fill, NO_COLOUR), zorder=0)
+        top_of_band = middle + tall / 2
+        sheet.text(
+            0.45,
+            top_of_band - 0.15,
+            words,
+            fontsize=8,
+            ha="left",
+            colour=meaning.words,
+            weight="bold",
+        )
     size = (1.55, 0.56)
-    plain: dict[str, Any] = {"face": "#ffffff", "edge": EDGE, "fontsize": 7.8, "rounded": False}
+    plain: dict[str, Any] = {"ink": PLAIN, "fontsize": 7.8}
     boxes = [
         sheet.box((1.2, write_y - 0.08), size, f"command\n{shorten(command, 20)}", **plain),
         sheet.box((3.1, write_y - 0.08), size, "Order aggregate\nchecks the rules", **plain),
@@ -639,11 +549,8 @@ def draw_cqrs(
         (7.85, (write_y + read_top - band / 2) / 2),
         (1.6, 1.0),
         f"event store\n{plural(events, 'event')}\n{plural(streams, 'stream')}",
-        face=COLOURS["event"][0],
-        edge=COLOURS["event"][1],
-        width=1.6,
+        ink=EVENT.but(width=1.6, shape="square"),
         fontsize=8,
-        rounded=False,
     )
     for source, target in zip(boxes, [*boxes[1:], store_box], strict=True):
         sheet.connect(source, target)
@@ -653,16 +560,8 @@ def draw_cqrs(
     for number, projection in enumerate(projections):
         y = read_top - band / 2 - 0.1 + ((count - 1) / 2 - number) * 0.62
         label = f"{type(projection).__name__}\nat position {projection.position}"
-        model = sheet.box(
-            (4.3, y),
-            (2.0, 0.5),
-            label,
-            face=COLOURS["call"][0],
-            edge=COLOURS["call"][1],
-            fontsize=7.8,
-            rounded=False,
-        )
-        sheet.connect(store_box, model, colour=COLOURS["event"][1])
+        model = sheet.box((4.3, y), (2.0, 0.5), label, ink=CALL, fontsize=7.8)
+        sheet.connect(store_box, model, colour=EVENT.stroke)
         sheet.connect(model, query_box, colour=EDGE, dashes="--")
     sheet.title("CQRS: one side decides and records events, the other reads them into models")
     return sheet.figure
@@ -671,7 +570,7 @@ def draw_cqrs(
 # ---------------------------------------------------------------------- the explorer
 
 
-class HistoryExplorer:
+class HistoryExplorer(Explorer):
     """Time travel through one aggregate's events: a slider over its versions shows the state
     at that version (changed values lit) and the event that made it.
 
@@ -703,10 +602,8 @@ class HistoryExplorer:
         self._frames = aggregate_type.history(self.events)
         self.stream_id = stream_id or aggregate_type.stream_for(self._frames[-1][1].id)
         self.fields = fields
-        self._pngs: dict[int, bytes] = {}
         self._build()
-        self._slider.value = self.versions
-        self._show()
+        self._stepper.reset(self.versions, at=self.versions)
 
     @classmethod
     def of_stream(
@@ -729,7 +626,7 @@ class HistoryExplorer:
     @property
     def version(self) -> int:
         """The version shown: 0 is the blank aggregate, before any event."""
-        return int(self._slider.value)
+        return self._stepper.step
 
     @property
     def versions(self) -> int:
@@ -758,15 +655,10 @@ class HistoryExplorer:
             return []
         return _changed(self._history[self.version - 1][1], self._history[self.version][1])
 
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box holding the controls, the picture and the tables."""
-        return self._root
-
     def step_to(self, version: int) -> None:
         """Show the state at ``version`` (0 to :attr:`versions`)."""
         _check_version(version, self.versions)
-        self._slider.value = version
+        self._stepper.step_to(version)
 
     def caption(self) -> str:
         """One line saying what the version shown is and what made it."""
@@ -784,45 +676,29 @@ class HistoryExplorer:
             f"HistoryExplorer: {self.stream_id}, version {self.version} of {self.versions} {made}"
         )
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return widget_bundle(self._root, repr(self), **kwargs)
-
     # -- building and showing -----------------------------------------------------------------
 
     def _build(self) -> None:
-        self._play = widgets.Play(min=0, max=self.versions, interval=1100, show_repeat=False)
-        self._slider = widgets.IntSlider(min=0, max=self.versions, description="version")
-        widgets.link((self._play, "value"), (self._slider, "value"))
-        self._back = widgets.Button(description="Back", icon="step-backward")
-        self._next = widgets.Button(description="Next", icon="step-forward")
-        self._back.on_click(lambda _: self._nudge(-1))
-        self._next.on_click(lambda _: self._nudge(+1))
+        self._stepper = Stepper(self._show, description="version", interval=1100)
         self._caption = widgets.Label()
         self._image = widgets.Image(format="png")
         self._event_table = widgets.HTML()
         self._state_table = widgets.HTML()
-        self._slider.observe(lambda _change: self._show(), "value")
         gap = widgets.Layout(margin="0 24px 0 0")
         self._event_table.layout = gap
         self._root = widgets.VBox(
             [
-                widgets.HBox([self._play, self._back, self._slider, self._next]),
+                self._stepper.widget,
                 self._caption,
                 self._image,
                 widgets.HBox([self._event_table, self._state_table]),
             ]
         )
 
-    def _nudge(self, by: int) -> None:
-        self._slider.value = min(max(self.version + by, 0), self.versions)
-
-    def _show(self) -> None:
-        version = self.version
-        png = self._pngs.get(version)
-        if png is None:
-            figure = draw_fold(self.events, self.aggregate_type, upto=version, fields=self.fields)
-            png = self._pngs[version] = figure_to_png(figure)
-        self._image.value = png
+    def _show(self, version: int) -> None:
+        self._image.value = self._stepper.png(
+            lambda: draw_fold(self.events, self.aggregate_type, upto=version, fields=self.fields)
+        )
         self._caption.value = self.caption()
         event = self.event
         if event is None:
@@ -845,7 +721,7 @@ def _html_table(heading: str, values: Mapping[str, object], lit: set[str]) -> st
         "</th></tr>",
     ]
     for name, value in values.items():
-        style = f"background:{COLOURS['current'][0]};font-weight:bold" if name in lit else ""
+        style = f"background:{CURRENT.fill};font-weight:bold" if name in lit else ""
         text = value if isinstance(value, str) and not name else _value_text(value, 48)
         rows.append(
             f"<tr style='{style}'><td style='padding:2px 8px'>{html.escape(name)}</td>"
@@ -853,10 +729,3 @@ def _html_table(heading: str, values: Mapping[str, object], lit: set[str]) -> st
         )
     rows.append("</table>")
     return "\n".join(rows)
-
-
-def widget_bundle(root: Any, text: str, **kwargs: Any) -> dict[str, Any]:
-    """A widget's display data with ``text`` as its plain-text form (what nbval compares)."""
-    bundle = dict(root._repr_mimebundle_(**kwargs) or {})
-    bundle["text/plain"] = text
-    return bundle

@@ -7,7 +7,7 @@ participants, orchestration beside choreography, and a widget that makes payment
   transitions dashed in orange, and, when given, the current state lit and the path taken to it.
 - :func:`draw_saga_run` draws one run (the :class:`~eda_lesson.core.result.DispatchResult` that
   ``place_order`` returns) as a sequence diagram: one lane per participant, one row per handler
-  call, an arrow per message; the failure in red and what it set off (the compensation) in
+  call, an arrow per message; the failure in vermillion and what it set off (the compensation) in
   orange; events solid, commands (whatever a process manager sends) dashed. ``draw_flow``
   draws the same run as a causal graph, which for a saga is one long chain: lanes show *who*
   talks to whom.
@@ -49,13 +49,31 @@ from eda_lesson.shop.fulfilment import (
     StockReserved,
 )
 from eda_lesson.shop.order import Order
-from eda_lesson.views.flow import EDGE, FADED_EDGE, FADED_TEXT, TEXT, figure_to_png
-from eda_lesson.views.graphs import COLOURS, check_step, shorten, step_caption, step_rows
-from eda_lesson.views.history import widget_bundle
-from eda_lesson.views.sheet import Dashes, Key, Sheet, key
+from eda_lesson.views.graphs import check_step, step_caption, step_rows
+from eda_lesson.views.labels import shorten
+from eda_lesson.views.palette import (
+    CALL,
+    COMPENSATION,
+    CURRENT,
+    EDGE,
+    EVENT,
+    FADED_COMPENSATION,
+    FADED_EDGE,
+    FADED_TEXT,
+    FAILED,
+    NO_COLOUR,
+    PANEL,
+    PENDING,
+    PLAIN,
+    TEXT,
+    UNHANDLED,
+    Dashes,
+    Ink,
+)
+from eda_lesson.views.sheet import SMALL, Key, Sheet, describe
+from eda_lesson.views.stepper import Quiet, Stepper, SteppingExplorer
 
 __all__ = [
-    "COMPENSATION",
     "LANES",
     "SagaExplorer",
     "World",
@@ -68,9 +86,6 @@ __all__ = [
     "state_machine_layout",
     "world_at",
 ]
-
-COMPENSATION: tuple[str, str] = ("#ffedd5", "#c2410c")
-"""(fill, stroke) of what undoes earlier steps: orange, beside the series' red for failures."""
 
 LANES: dict[str, str] = {
     "react": "process manager",
@@ -88,7 +103,6 @@ ORIGIN = "order"
 
 MARGIN = 0.3
 TITLE = 0.5
-SMALL = 7.5
 Wiring = Literal["orchestration", "choreography"]
 
 # ---------------------------------------------------------------------- the state machine
@@ -204,42 +218,47 @@ def draw_state_machine(
 
 def _machine_legend(tracing: bool) -> list[Key]:
     keys = [
-        Key("state", "#ffffff", EDGE),
-        Key("final state", "#ffffff", EDGE, width=2.2),
-        Key("event / command sent", EDGE, EDGE, line=True),
-        Key("compensation", COMPENSATION[1], COMPENSATION[1], dashes="--", line=True, width=1.6),
+        Key("state", PLAIN),
+        Key("final state", PLAIN.but(width=2.2)),
+        Key("event / command sent", PLAIN, line=True),
+        Key("compensation", COMPENSATION.but(width=1.6), line=True),
     ]
     if tracing:
-        keys[2:2] = [key("current", "current state", width=2.5), key("call", "state passed")]
-        keys.append(Key("path taken", TEXT, TEXT, line=True, width=2.6))
+        keys[2:2] = [Key("current state", _STATE_NOW.but(width=2.5)), Key("state passed", _PASSED)]
+        keys.append(Key("path taken", PLAIN.but(stroke=TEXT, width=2.6), line=True))
     return keys
 
 
-def _state_look(
-    state: str, current: str | None, visited: set[str], tracing: bool
-) -> dict[str, Any]:
+_STATE_NOW = CURRENT.but(shape="rounded")
+_PASSED = CALL.but(width=1.4, shape="rounded")
+_NOT_PASSED = PLAIN.but(stroke=FADED_EDGE, width=1.1, shape="rounded", words=EDGE)
+_STATE = PLAIN.but(width=1.3, shape="rounded")
+
+
+def _state_look(state: str, current: str | None, visited: set[str], tracing: bool) -> Ink:
     if state == current:
-        return {"face": COLOURS["current"][0], "edge": COLOURS["current"][1], "width": 3.0}
+        return _STATE_NOW
     if tracing and state in visited:
-        return {"face": COLOURS["call"][0], "edge": COLOURS["call"][1], "width": 1.4}
+        return _PASSED
     if tracing:
-        return {"face": "#ffffff", "edge": FADED_EDGE, "width": 1.1, "text": EDGE}
-    return {"face": "#ffffff", "edge": EDGE, "width": 1.3}
+        return _NOT_PASSED
+    return _STATE
 
 
 def _state_box(
-    sheet: Sheet, state: str, at: tuple[float, float], look: dict[str, Any], *, final: bool
+    sheet: Sheet, state: str, at: tuple[float, float], ink: Ink, *, final: bool
 ) -> FancyBboxPatch:
     if final:  # a second, outer border: the UML mark of a state where the process ends
         outer = (STATE_BOX[0] + 0.12, STATE_BOX[1] + 0.12)
-        sheet.box(at, outer, face="none", edge=look["edge"], width=look["width"] * 0.8)
-    return sheet.box(at, STATE_BOX, state, gid=f"state-{state}", **look)
+        sheet.box(at, outer, ink=ink.but(fill=NO_COLOUR, width=ink.width * 0.8))
+    words = ink.words if ink == _NOT_PASSED else TEXT
+    return sheet.box(at, STATE_BOX, state, ink=ink, text=words, gid=f"state-{state}")
 
 
 def _start_marker(sheet: Sheet, at: tuple[float, float], box: FancyBboxPatch) -> None:
     x, y = at
     dot = (x - STATE_BOX[0] / 2 - 0.55, y)
-    sheet.ax.plot(*dot, marker="o", markersize=8, color=TEXT, zorder=3)
+    sheet.dot(dot)
     sheet.arrow(dot, at, target=box, colour=TEXT, width=1.2)
 
 
@@ -253,13 +272,13 @@ def _transition(
     tracing: bool,
 ) -> None:
     on_path = transition in path
-    colour = COMPENSATION[1] if transition.compensating else EDGE
+    colour = COMPENSATION.stroke if transition.compensating else EDGE
     width = 1.5
     if tracing and on_path:
-        colour = COMPENSATION[1] if transition.compensating else TEXT
+        colour = COMPENSATION.stroke if transition.compensating else TEXT
         width = 2.6
     elif tracing:
-        colour = "#fdba74" if transition.compensating else FADED_EDGE
+        colour = FADED_COMPENSATION if transition.compensating else FADED_EDGE
     dashes: Dashes = "--" if transition.compensating else "-"
     (c1, r1), (c2, r2) = places[transition.source], places[transition.target]
     start, end = at(transition.source), at(transition.target)
@@ -278,7 +297,7 @@ def _transition(
     )
     text_colour = TEXT if not tracing or on_path else EDGE
     if transition.compensating:
-        text_colour = COMPENSATION[1]
+        text_colour = COMPENSATION.words
     _transition_label(sheet, transition, start, end, r1 == r2, text_colour)
 
 
@@ -291,44 +310,15 @@ def _transition_label(
     colour: str,
 ) -> None:
     mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
-    sends = f"→ {transition.sends}" if transition.sends else ""
-    if level:  # a horizontal arrow: the event above it, the command below
-        sheet.text(
-            mid[0],
-            mid[1] + 0.07,
-            transition.trigger,
-            ha="center",
-            va="bottom",
-            fontsize=SMALL,
-            color=colour,
-        )
-        if sends:
-            sheet.text(
-                mid[0],
-                mid[1] - 0.07,
-                sends,
-                ha="center",
-                va="top",
-                fontsize=SMALL,
-                color=colour,
-                style="italic",
-            )
-        return
-    x = max(start[0], end[0]) + 0.1 if start[0] == end[0] else mid[0] + 0.1
-    sheet.text(
-        x, mid[1] + 0.02, transition.trigger, ha="left", va="bottom", fontsize=SMALL, color=colour
-    )
-    if sends:
-        sheet.text(
-            x,
-            mid[1] - 0.02,
-            sends,
-            ha="left",
-            va="top",
-            fontsize=SMALL,
-            color=colour,
-            style="italic",
-        )
+    if level:  # a horizontal arrow: the event above it, the command below, centred
+        x, gap, align = mid[0], 0.07, "center"
+    else:  # beside it, on the right
+        x = max(start[0], end[0]) + 0.1 if start[0] == end[0] else mid[0] + 0.1
+        gap, align = 0.02, "left"
+    style: dict[str, Any] = {"ha": align, "fontsize": SMALL, "colour": colour}
+    sheet.text(x, mid[1] + gap, transition.trigger, va="bottom", **style)
+    if transition.sends:
+        sheet.text(x, mid[1] - gap, f"→ {transition.sends}", va="top", style="italic", **style)
 
 
 # ---------------------------------------------------------------------- one run, in lanes
@@ -390,6 +380,7 @@ def _rows(result: DispatchResult, lanes: Mapping[str, str], origin: str) -> list
 
 
 LANE_PITCH = 1.32
+_HEADER = PLAIN.but(fill=PANEL)  # a participant's name at the head of its lane
 SEQUENCE_ROW = 0.4
 HEADER = 0.5
 GUTTER = 0.35
@@ -431,13 +422,13 @@ def _sequence(
 
 def _sequence_legend() -> list[Key]:
     return [
-        Key("event", COLOURS["event"][1], COLOURS["event"][1], line=True, width=1.5),
-        Key("command", COLOURS["event"][1], COLOURS["event"][1], dashes="--", line=True, width=1.5),
-        Key("failure", COLOURS["failed"][1], COLOURS["failed"][1], line=True, width=1.5),
-        Key("compensation", COMPENSATION[1], COMPENSATION[1], line=True, width=1.5),
-        key("call", "handler call"),
-        key("failed", "failed call"),
-        Key("no handler", COLOURS["unhandled"][1], COLOURS["unhandled"][1], dashes="--", line=True),
+        Key("event", EVENT.but(width=1.5), line=True),
+        Key("command", EVENT.but(width=1.5, dashes="--"), line=True),
+        Key("failure", FAILED.but(width=1.5, dashes="-"), line=True),
+        Key("compensation", COMPENSATION.but(width=1.5, dashes="-"), line=True),
+        Key("handler call", CALL),
+        Key("failed call", FAILED),
+        Key("no handler", UNHANDLED.but(width=1.3), line=True),
     ]
 
 
@@ -462,7 +453,7 @@ def draw_saga_run(
     room = Sheet.legend_height(legend, plan.width)
     sheet = Sheet.new(plan.width, plan.height + room, ax)
     _paint_sequence(sheet, plan, MARGIN, sheet.height, upto)
-    sheet.caption(plan.title if upto is None else f"{plan.title}, after step {upto}")
+    describe(sheet.figure, plan.title if upto is None else f"{plan.title}, after step {upto}")
     sheet.legend(legend)
     return sheet.figure
 
@@ -496,7 +487,7 @@ def draw_saga_comparison(
         x += plan.width + 0.3
         if number == 0:
             sheet.line([x - 0.15, x - 0.15], [room, height - 0.1], colour=FADED_EDGE)
-    sheet.caption(f"{plans[0].title} | {plans[1].title}")
+    describe(sheet.figure, f"{plans[0].title} | {plans[1].title}")
     sheet.legend(legend, per_row=7)
     return sheet.figure
 
@@ -521,16 +512,8 @@ def _paint_sequence(
     header_y = top - TITLE - HEADER / 2 + 0.05
     bottom = top - TITLE - HEADER - len(plan.rows) * SEQUENCE_ROW
     for lane, x in lane_x.items():
-        sheet.box(
-            (x, header_y),
-            (LANE_PITCH - 0.16, 0.34),
-            lane,
-            face="#f9fafb",
-            edge=EDGE,
-            rounded=False,
-            fontsize=8,
-            weight="bold",
-        )
+        size = (LANE_PITCH - 0.16, 0.34)
+        sheet.box((x, header_y), size, lane, ink=_HEADER, fontsize=8, weight="bold")
         sheet.line([x, x], [header_y - 0.17, bottom], colour=FADED_EDGE, dashes="--", zorder=0.2)
     for number, row in enumerate(plan.rows):
         y = top - TITLE - HEADER - (number + 0.5) * SEQUENCE_ROW
@@ -550,14 +533,9 @@ def _paint_row(
     happened = upto is None or row.reached_after <= upto
     current = upto is not None and row.step == upto
     phase = plan.phases[row.event_index]
-    colour = {
-        "normal": COLOURS["event"][1],
-        "failure": COLOURS["failed"][1],
-        "compensation": COMPENSATION[1],
-    }[phase]
+    ink = {"normal": EVENT, "failure": FAILED, "compensation": COMPENSATION}[phase]
+    colour = ink.stroke if happened else FADED_EDGE
     text = TEXT if happened else FADED_TEXT
-    if not happened:
-        colour = FADED_EDGE
     dashes: Dashes = "--" if _is_command(plan.result, record) else "-"
     step_text = "-" if row.step is None else str(row.step)
     sheet.text(
@@ -567,7 +545,7 @@ def _paint_row(
         ha="center",
         va="center",
         fontsize=8,
-        color=text,
+        colour=text,
         weight="bold" if current else "normal",
     )
     x1 = lane_x[row.source]
@@ -594,7 +572,7 @@ def _paint_row(
             ha="left",
             va="bottom",
             fontsize=SMALL,
-            color=text,
+            colour=text,
             gid=f"label-{row.event_index}-{row.step}",
         )
     else:
@@ -614,23 +592,16 @@ def _paint_row(
             ha="center",
             va="bottom",
             fontsize=SMALL,
-            color=text if phase == "normal" or not happened else colour,
+            colour=text if phase == "normal" or not happened else ink.words,
             gid=f"label-{row.event_index}-{row.step}",
         )
-    fill, stroke = COLOURS["failed" if row.failed else "call"]
+    # A failed call keeps its hatching; a box this small keeps a plain border.
+    ink = (FAILED if row.failed else CALL).but(dashes="-", width=1.1)
     if not happened:
-        fill, stroke = COLOURS["pending"]
+        ink = PENDING.but(width=1.1)
     if current:
-        stroke = COLOURS["current"][1]
-    sheet.box(
-        (x2, y),
-        (0.16, 0.3),
-        face=fill,
-        edge=stroke,
-        width=2.4 if current else 1.1,
-        rounded=False,
-        gid=f"call-{row.step}",
-    )
+        ink = ink.but(stroke=CURRENT.stroke, width=2.4)
+    sheet.box((x2, y), (0.16, 0.3), ink=ink, gid=f"call-{row.step}")
 
 
 def _is_manager(call: HandlerCall) -> bool:
@@ -652,13 +623,13 @@ def _paint_unhandled(
     """An event nobody handles: a dashed stub from its producer, "no handler" under it."""
     last = plan.lanes.index(row.source) == len(plan.lanes) - 1
     end = x + (-1 if last else 1) * 0.95
-    colour = COLOURS["unhandled"][1] if happened else FADED_EDGE
+    colour = UNHANDLED.stroke if happened else FADED_EDGE
     sheet.arrow(
         (x, y),
         (end, y),
         colour=colour,
         width=1.3,
-        dashes="--",
+        dashes=UNHANDLED.dashes,
         head="-[",
         gid=f"unhandled-{row.event_index}",
     )
@@ -670,7 +641,7 @@ def _paint_unhandled(
         ha="center",
         va="bottom",
         fontsize=SMALL,
-        color=TEXT if happened else FADED_TEXT,
+        colour=TEXT if happened else FADED_TEXT,
     )
     sheet.text(
         middle,
@@ -679,7 +650,7 @@ def _paint_unhandled(
         ha="center",
         va="top",
         fontsize=SMALL,
-        color=colour if happened else FADED_TEXT,
+        colour=UNHANDLED.words if happened else FADED_TEXT,
         style="italic",
     )
 
@@ -791,7 +762,7 @@ def world_at(
 # ---------------------------------------------------------------------- the explorer
 
 
-class SagaExplorer:
+class SagaExplorer(SteppingExplorer):
     """Place an order, tick "payment fails", and watch the fulfilment saga compensate.
 
     Each run places the same order (``order_id``, ``items``, ``total``) in a fresh shop wired
@@ -822,8 +793,7 @@ class SagaExplorer:
         self.customer_id = customer_id
         self._result: DispatchResult | None = None
         self._shop: OrchestratedFulfilment | ChoreographedFulfilment | None = None
-        self._pngs: dict[tuple[str, int], bytes] = {}
-        self._quiet = False
+        self._quiet = Quiet()
         self._build(wiring)
         self.run()
 
@@ -855,22 +825,9 @@ class SagaExplorer:
         return self._shop
 
     @property
-    def step(self) -> int:
-        return int(self._slider.value)
-
-    @property
-    def steps(self) -> int:
-        return len(self.result.calls)
-
-    @property
     def world(self) -> World:
         """The order, shelf, payments and process after the step shown."""
         return world_at(self.result, self._stock_for_run(), upto=self.step)
-
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box holding the controls, the pictures and the table."""
-        return self._root
 
     def run(
         self,
@@ -882,36 +839,27 @@ class SagaExplorer:
         """Place the order in a fresh shop (changing the choices given) and show the last step."""
         if wiring is not None:
             _check_wiring(wiring)
-        self._quiet = True
-        try:
+        with self._quiet.hold():
             if payment_fails is not None:
                 self._fails.value = bool(payment_fails)
             if out_of_stock is not None:
                 self._empty.value = bool(out_of_stock)
             if wiring is not None:
                 self._wiring.value = wiring
-        finally:
-            self._quiet = False
         shop = (
             OrchestratedFulfilment if self.wiring == "orchestration" else ChoreographedFulfilment
         )(stock=self._stock_for_run())
         if self.payment_fails:
             shop.payments.declined.add(self.order_id)
         result = shop.place_order(self.order_id, self.customer_id, self.items, self.total)
-        self._shop, self._result, self._pngs = shop, result, {}
-        self._quiet = True
-        try:
-            self._slider.max = self._play.max = len(result.calls)
-            self._slider.value = self._play.value = len(result.calls)
-        finally:
-            self._quiet = False
-        self._show()
+        self._shop, self._result = shop, result
+        self._stepper.reset(len(result.calls), at=len(result.calls))
         return result
 
     def step_to(self, step: int) -> None:
         """Show the run after ``step`` (0: the order placed, no handler ran yet)."""
         check_step(self.result, step)
-        self._slider.value = step
+        self._stepper.step_to(step)
 
     def __repr__(self) -> str:
         choices: list[str] = [self.wiring]
@@ -923,9 +871,6 @@ class SagaExplorer:
             f"SagaExplorer: {', '.join(choices)}; step {self.step} of {self.steps}, "
             f"process {self.world.process!r}"
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return widget_bundle(self._root, repr(self), **kwargs)
 
     # -- building and showing -----------------------------------------------------------------
 
@@ -946,14 +891,7 @@ class SagaExplorer:
         for control in (self._wiring, self._fails, self._empty):
             control.observe(self._on_choice, "value")
         self._place.on_click(lambda _: self.run())
-        self._play = widgets.Play(min=0, max=0, interval=900, show_repeat=False)
-        self._slider = widgets.IntSlider(min=0, max=0, description="step")
-        widgets.link((self._play, "value"), (self._slider, "value"))
-        self._slider.observe(self._on_step, "value")
-        self._back = widgets.Button(description="Back", icon="step-backward")
-        self._next = widgets.Button(description="Next", icon="step-forward")
-        self._back.on_click(lambda _: self._nudge(-1))
-        self._next.on_click(lambda _: self._nudge(+1))
+        self._stepper = Stepper(self._show)
         self._caption = widgets.Label()
         half = widgets.Layout(width="50%")
         self._machine_image = widgets.Image(format="png", layout=half)
@@ -962,7 +900,7 @@ class SagaExplorer:
         self._root = widgets.VBox(
             [
                 widgets.HBox([self._wiring, self._fails, self._empty, self._place]),
-                widgets.HBox([self._play, self._back, self._slider, self._next]),
+                self._stepper.widget,
                 self._caption,
                 widgets.HBox([self._machine_image, self._run_image]),
                 self._table,
@@ -973,15 +911,8 @@ class SagaExplorer:
         if not self._quiet:
             self.run()
 
-    def _on_step(self, _change: Mapping[str, Any]) -> None:
-        if not self._quiet:
-            self._show()
-
-    def _nudge(self, by: int) -> None:
-        self._slider.value = min(max(self.step + by, 0), self.steps)
-
-    def _show(self) -> None:
-        result, step = self.result, self.step
+    def _show(self, step: int) -> None:
+        result = self.result
         path = process_path(result, upto=step)
         current = path[-1].target if path else FULFILMENT.initial
         who = (
@@ -989,25 +920,18 @@ class SagaExplorer:
             if self.wiring == "orchestration"
             else ("read off the events: nobody stores it")
         )
-        machine = self._png(
-            "machine",
-            step,
+        machine = self._stepper.png(
             lambda: draw_state_machine(
                 current=current, taken=path, title=f"the process: {current!r} ({who})"
             ),
+            "machine",
         )
-        run = self._png(
-            "run", step, lambda: draw_saga_run(result, upto=step, title=f"the run, {self.wiring}")
+        run = self._stepper.png(
+            lambda: draw_saga_run(result, upto=step, title=f"the run, {self.wiring}"), "run"
         )
         self._machine_image.value, self._run_image.value = machine, run
         self._caption.value = step_caption(result, step)
         self._table.value = _world_table(self.world)
-
-    def _png(self, kind: str, step: int, draw: Callable[[], Figure]) -> bytes:
-        png = self._pngs.get((kind, step))
-        if png is None:
-            png = self._pngs[(kind, step)] = figure_to_png(draw())
-        return png
 
 
 def _check_wiring(wiring: object) -> None:
