@@ -236,3 +236,19 @@ def test_the_explorer_steps_through_a_log_and_says_what_each_delivery_was() -> N
         explorer.step_to(4)
     with pytest.raises(ValueError, match="at least one delivery"):
         DeliveryExplorer([])
+
+
+def test_parked_deliveries_are_drawn_and_a_non_utf8_held_entry_is_listed(
+    server: RedisServer,
+) -> None:
+    """A parked delivery has its own mark and words; an entry holding bytes that are not
+    UTF-8 is listed as held, its fields escaped, instead of failing the listing."""
+    parked = Delivery("evt-1", "OrderRefunded", "w1", 1, "parked", "UnknownEventTypeError: ...")
+    figure = draw_deliveries([parked])
+    assert "parked, kept for later" in texts(figure)
+    client = redis.Redis.from_url(server.url)
+    client.xgroup_create("raw", "g", id="0", mkstream=True)
+    client.xadd("raw", {b"event_id": b"evt-\xff", b"type": b"OrderPaid", b"payload": b"{}"})
+    client.xreadgroup("g", "c", {"raw": ">"}, count=1)
+    (held,) = pending_deliveries(client, "raw", "g")
+    assert held.event_id == "evt-\\xff" and held.consumer == "c" and held.outcome == "pending"

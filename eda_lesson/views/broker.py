@@ -20,7 +20,7 @@ the records drawn, never on timings or entry ids. Nothing here talks to Redis ex
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
@@ -36,7 +36,13 @@ except ImportError as error:
 from eda_lesson.core.text import plural
 from eda_lesson.patterns.outbox import Outbox, OutboxMessage, Relay
 from eda_lesson.patterns.unit_of_work import UnitOfWork
-from eda_lesson.transport.redis_streams import OUTCOMES, Delivery, StreamKeys, talking_to
+from eda_lesson.transport.redis_streams import (
+    OUTCOMES,
+    Delivery,
+    StreamKeys,
+    printable,
+    talking_to,
+)
 from eda_lesson.views.palette import (
     CALL,
     CURRENT,
@@ -78,6 +84,7 @@ _MARKS: dict[str, Ink] = {
     "duplicate": DUPLICATE,
     "failed": FAILED.but(dashes="-", width=1.2),
     "dead-lettered": DEAD_LETTER,
+    "parked": UNHANDLED,  # dotted: set aside until a worker knows the event's type
     PENDING: Ink(WHITE, MUTED_TEXT, dashes="--"),
 }
 _NOT_YET = Ink(WHITE, FADED_EDGE)
@@ -86,6 +93,7 @@ _WORDS = {
     "duplicate": "duplicate, skipped",
     "failed": "failed, will retry",
     "dead-lettered": "dead-lettered",
+    "parked": "parked, kept for later",
     PENDING: "held, not acknowledged",
 }
 
@@ -112,14 +120,16 @@ def pending_deliveries(
         )
         found = []
         for item in held:
-            entry_id = str(item["message_id"])
-            entries = cast("list[Any]", client.xrange(keys.stream, entry_id, entry_id))
-            fields: Mapping[str, object] = (entries[0][1] or {}) if entries else {}
+            entry_id = _decoded(item["message_id"])
+            # Raw bytes: an entry anyone wrote may hold bytes that are not UTF-8.
+            xrange: Callable[..., list[Any]] = client.execute_command
+            entries = xrange("XRANGE", keys.stream, entry_id, entry_id, NEVER_DECODE=True)
+            fields: Mapping[bytes, bytes] = dict(_pairs(entries[0][1])) if entries else {}
             found.append(
                 Delivery(
-                    str(fields.get("event_id", "")),
-                    str(fields.get("type", "")),
-                    str(item["consumer"]),
+                    _text(fields.get(b"event_id", b"")),
+                    _text(fields.get(b"type", b"")),
+                    _decoded(item["consumer"]),
                     int(item["times_delivered"]),
                     PENDING,
                     "",
@@ -127,6 +137,22 @@ def pending_deliveries(
                 )
             )
     return found
+
+
+def _pairs(fields: object) -> list[tuple[bytes, bytes]]:
+    """An entry's fields as pairs, from the flat list or the mapping redis-py gives."""
+    if isinstance(fields, dict):
+        return list(fields.items())
+    flat = list(fields or ())  # type: ignore[call-overload]
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _decoded(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _text(value: bytes) -> str:
+    return printable(value.decode("utf-8", "backslashreplace"), 200)
 
 
 def draw_deliveries(
