@@ -19,7 +19,7 @@ the records drawn, never on timings or entry ids. Nothing here talks to Redis ex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
