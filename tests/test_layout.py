@@ -10,6 +10,8 @@ These tests read every import statement in the package, the ones inside function
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,51 @@ def test_one_import_path_per_name_no_module_re_exports_another_modules_names() -
 def test_the_front_door_imports_only_from_the_core() -> None:
     sources = imported_modules(PACKAGE / "__init__.py")
     assert sources and all(module.startswith("eda_lesson.core.") for module in sources), sources
+
+
+def _front_door_names() -> set[str]:
+    return set(eda_lesson.__all__) - {"__version__"}
+
+
+def _deep_imports_of_front_names(tree: ast.AST) -> list[str]:
+    front = _front_door_names()
+    return [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("eda_lesson.core")
+        for alias in node.names
+        if alias.name in front
+    ]
+
+
+def test_readers_import_the_core_names_from_the_front_door() -> None:
+    """Tests, benchmarks, notebooks and the README write ``from eda_lesson import EventBus``,
+    never the module path: one name, one way to import it, for a reader."""
+    root = PACKAGE.parent
+    sources = {
+        str(path.relative_to(root)): path.read_text()
+        for folder in ("tests", "benchmarks", "notebooks")
+        for path in (root / folder).glob("*.py")
+    }
+    for path in (root / "notebooks").glob("*.ipynb"):
+        cells = json.loads(path.read_text())["cells"]
+        code = [
+            "".join(c["source"]).replace("%", "#")
+            for c in cells
+            if c["cell_type"] == "code" and not "".join(c["source"]).lstrip().startswith("%%")
+        ]
+        sources[path.name] = "\n".join(code)
+    readme = (root / "README.md").read_text()
+    sources["README.md"] = "\n".join(re.findall(r"```python\n(.*?)```", readme, re.S))
+    deep = {
+        name: found
+        for name, text in sources.items()
+        if (found := _deep_imports_of_front_names(ast.parse(text)))
+    }
+    assert deep == {}
+
+
+def test_the_front_door_rule_catches_a_deep_import() -> None:
+    assert _deep_imports_of_front_names(ast.parse("from eda_lesson.core.bus import EventBus")) == [
+        "eda_lesson.core.bus.EventBus"
+    ]
