@@ -445,3 +445,15 @@ def test_no_committed_exercise_output_gives_its_solution_away(path: Path) -> Non
         assert "Hint:" not in shown, f"{path.name}: {source(cell)[:60]!r} prints its hint"
         leaked = [line for line in solution if line in shown]
         assert leaked == [], f"{path.name}: {source(cell)[:60]!r} prints solution code {leaked}"
+
+
+def test_the_mermaid_block_of_chapter_03_is_exactly_the_export_printed_above_it() -> None:
+    """The chapter says so: the Markdown cell holds the text ``to_mermaid`` printed."""
+    cells = load(NOTEBOOKS / "03_dispatch_and_flow.ipynb")["cells"]
+    for index, cell in enumerate(cells):
+        block = re.search(r"```mermaid\n(.*?)```", source(cell), re.S)
+        if cell["cell_type"] == "markdown" and block:
+            printed = "".join(cells[index - 1]["outputs"][0]["text"])
+            assert block.group(1) == printed, "copy the printed export into the Markdown cell"
+            return
+    pytest.fail("chapter 03 has no Mermaid block")
