@@ -181,11 +181,7 @@ class AsyncEventBus(BaseBus):
         return _Queued(cascade)
 
     async def _run(self, message: object) -> DispatchResult:
-        try:
-            plan = self._plans[type(message)]
-        except KeyError:
-            plan = self._first_plan(message)
-        cascade = DispatchResult(message, plan)
+        cascade = self._new_cascade(message)
         queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
         collecting = self._collect_from
         now = self.clock_function() if self.timed else None

@@ -397,6 +397,14 @@ class BaseBus:
 
     # ------------------------------------------------------------------ the steps of a cascade
 
+    def _new_cascade(self, message: object) -> DispatchResult:
+        """The record of a dispatch of ``message`` about to start: its queue holds it."""
+        try:
+            plan = self._plans[type(message)]
+        except KeyError:
+            plan = self._first_plan(message)
+        return DispatchResult(message, plan)
+
     def _first_plan(self, message: object) -> Plan:
         """The plan for a dispatched message of a type not planned yet: checked, and an
         unhandled command refused before anything runs."""
@@ -543,11 +551,7 @@ class EventBus(BaseBus):
         running = self._running.cascades
         if running:  # a handler of this thread's cascade dispatched it: queue it there
             return running[-1].dispatched_by_handler(checked_message(message))
-        try:
-            plan = self._plans[type(message)]
-        except KeyError:
-            plan = self._first_plan(message)
-        cascade = DispatchResult(message, plan)
+        cascade = self._new_cascade(message)
         queue = cascade.queue  # (message, plan) pairs; handlers' messages join the back
         collecting = self._collect_from
         running.append(cascade)

@@ -55,6 +55,7 @@ memory (the seen-keys store is pluggable, a plain ``set`` is one).
 from __future__ import annotations
 
 import builtins
+import functools
 import inspect
 import itertools
 import random as random_module
@@ -616,6 +617,37 @@ class Replayed:
         return head + f"ok, left the store{dispatched})"
 
 
+async def _run_replay(
+    steps: Generator[_ReplayStep, object, builtins.list[Replayed]], *, awaiting: bool
+) -> builtins.list[Replayed]:
+    """Make the calls a replay's steps ask for, awaiting them or refusing an awaitable."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                value = step.make()
+                if inspect.isawaitable(value):
+                    if not awaiting:
+                        _close(value)
+                        raise TypeError(
+                            f"{step.name} is async: replay it with `await store.replay_async(...)`"
+                        )
+                    value = await value
+            except Exception as error:
+                step = steps.throw(error)
+            else:
+                step = steps.send(value)
+    except StopIteration as done:
+        return typing.cast(builtins.list[Replayed], done.value)
+
+
+class _ReplayStep(NamedTuple):
+    """One call a replay makes (see ``DeadLetterStore._replay_steps``)."""
+
+    name: str
+    make: Callable[[], object]
+
+
 class DeadLetterStore:
     """Events whose handlers still failed, in memory, ready to be listed and replayed.
 
@@ -707,34 +739,25 @@ class DeadLetterStore:
             raise TypeError(
                 "replaying through an AsyncEventBus needs awaiting: `await store.replay_async(bus)`"
             )
-        outcomes = []
-        for letter in self._chosen(letters):
-            call = self._call_for(letter, via)
-            if isinstance(call, Exception):
-                outcomes.append(Replayed(letter, call))
-                continue
-            before = self._attempt_count(letter)
-            try:
-                produced = call(letter.event)
-                if inspect.isawaitable(produced):
-                    _close(produced)
-                    raise TypeError(
-                        f"{letter.handler} is async: replay it with `await store.replay_async(...)`"
-                    )
-            except Exception as error:
-                outcomes.append(self._failed_again(letter, error, before))
-                continue
-            outcome = self._succeeded(letter, before, produced)
-            if isinstance(via, EventBus) and outcome.ok:
-                results = tuple(via.dispatch(event) for event in outcome.produced)
-                outcome = replace(outcome, results=results)
-            outcomes.append(outcome)
-        return outcomes
+        run = _run_replay(self._replay_steps(via, letters), awaiting=False)
+        try:
+            run.send(None)  # never suspends: nothing is awaited when not awaiting
+        except StopIteration as done:
+            return typing.cast(builtins.list[Replayed], done.value)
+        raise AssertionError("a replay that does not await suspended")  # pragma: no cover
 
     async def replay_async(
         self, via: BaseBus | Call | None = None, *, letters: Iterable[DeadLetter] | None = None
     ) -> builtins.list[Replayed]:
         """:meth:`replay` for ``async def`` handlers and the async bus (awaits each call)."""
+        return await _run_replay(self._replay_steps(via, letters), awaiting=True)
+
+    def _replay_steps(
+        self, via: BaseBus | Call | None, letters: Iterable[DeadLetter] | None
+    ) -> Generator[_ReplayStep, object, builtins.list[Replayed]]:
+        """The logic of a replay, written once: it yields each call to make (a handler call,
+        then a dispatch of each event it returned); the two replays make them, awaiting or not,
+        and send back the value (or throw in the error)."""
         outcomes = []
         for letter in self._chosen(letters):
             call = self._call_for(letter, via)
@@ -743,20 +766,18 @@ class DeadLetterStore:
                 continue
             before = self._attempt_count(letter)
             try:
-                produced = call(letter.event)
-                if inspect.isawaitable(produced):
-                    produced = await produced
+                produced = yield _ReplayStep(letter.handler, functools.partial(call, letter.event))
             except Exception as error:
                 outcomes.append(self._failed_again(letter, error, before))
                 continue
             outcome = self._succeeded(letter, before, produced)
             if isinstance(via, BaseBus) and outcome.ok:
-                results = []
+                dispatch: Call = typing.cast(Any, via).dispatch  # either sibling
+                results: builtins.list[Any] = []  # a DispatchResult per event
                 for event in outcome.produced:
-                    dispatched: Any = typing.cast(Any, via).dispatch(event)  # either sibling
-                    if inspect.isawaitable(dispatched):
-                        dispatched = await dispatched
-                    results.append(dispatched)
+                    results.append(
+                        (yield _ReplayStep("dispatch", functools.partial(dispatch, event)))
+                    )
                 outcome = replace(outcome, results=tuple(results))
             outcomes.append(outcome)
         return outcomes
