@@ -127,6 +127,7 @@ def test_three_workers_one_killed_handle_each_keys_events_in_order_exactly_once(
     _wait_for(lambda: owners() == {"w1", "w2", "w3"}, 60)  # each holds its share
     _publish_all(tmp_path / "store.db", redis_server.url)
     _wait_for(lambda: len(_handled(effects)) >= KEYS * STEPS // 4, 60)
+    _wait_for(lambda: sum(worker == "w1" for *_, worker in _handled(effects)) >= 5, 60)
     killed = workers["w1"]
     os.kill(killed.pid, signal.SIGKILL)  # type: ignore[arg-type]
     killed.join(10)

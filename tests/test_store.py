@@ -194,3 +194,23 @@ def test_store_reprs_are_short_and_stable(tmp_path: Path) -> None:
     assert len(sqlite_store) == 3
     sqlite_store.close()
     assert repr(sqlite_store) == "SQLiteEventStore(':memory:', closed)"
+
+
+def test_a_refusal_from_a_trigger_is_passed_on_not_taken_for_a_version_conflict(
+    tmp_path: Path,
+) -> None:
+    """Only the (stream, version) constraint means "someone else appended"."""
+    import sqlite3
+
+    from eda_lesson.patterns.serialization import EventRegistry
+    from eda_lesson.shop.events import OrderCreated
+
+    store = SQLiteEventStore(tmp_path / "s.db", EventRegistry.of(OrderCreated))
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute(
+            "CREATE TRIGGER no_more BEFORE INSERT ON events BEGIN "
+            "SELECT RAISE(ABORT, 'closed for the night'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="closed for the night"):
+        store.append("order-o-1", [OrderCreated("o-1", "c-7", 1.0)], expected_version=0)
+    assert store.version("order-o-1") == 0

@@ -620,10 +620,14 @@ class SQLiteEventStore:
                     raise ConcurrencyError(stream_id, expected_version, actual)
                 db.executemany(_INSERT, rows)
                 db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                # Unreachable while every writer goes through append(); kept as the schema's
-                # word on it, should some other program write to the same table.
+            except sqlite3.IntegrityError as error:
+                # A version taken twice is unreachable while every writer goes through
+                # append(); kept as the schema's word on it, should some other program write
+                # to the same table. Any other refusal (an outbox trigger's, say) is passed on
+                # as it is, with its own explanation.
                 db.execute("ROLLBACK")
+                if "events.stream_id" not in str(error):
+                    raise
                 actual = db.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0
                 raise ConcurrencyError(stream_id, expected_version, actual) from None
             except sqlite3.OperationalError as error:
