@@ -115,7 +115,7 @@ def work(url: str, name: str, effects: str, partitions: int, batch: int) -> None
     client = connect(url)
     worker = PartitionedWorker(
         bus, registry(), client=client, stream=STREAM, partitions=partitions,
-        group=GROUP, consumer=name, lease_ms=1500, batch=batch,
+        group=GROUP, consumer=name, lease_ms=1500, batch=batch, around_batch=inbox.batch,
     )  # fmt: skip
     while True:
         try:

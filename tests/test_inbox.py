@@ -271,3 +271,40 @@ def test_bad_arguments_are_refused_with_the_fix() -> None:
         Inbox(":memory:")
     with pytest.raises(ValueError, match="timeout"):
         Inbox("x.db", timeout=0)
+
+
+# ---------------------------------------------------------------------- one commit per batch
+
+
+def test_in_a_batch_each_call_has_its_savepoint_and_the_block_commits_them_all(
+    inbox: Inbox,
+) -> None:
+    calls = []
+
+    def flaky(event: Paid, db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO receipts VALUES (?)", (event.order_id,))
+        calls.append(event.order_id)
+        if event.order_id == "o-2":
+            raise ConnectionError("the printer is offline")
+
+    bus = EventBus(dependencies={"db": inbox.db})
+    bus.register(Paid, flaky, middleware=[inbox.once(name="flaky")])
+    first, second = Paid("o-1", event_id="evt-1"), Paid("o-2", event_id="evt-2")
+    with inbox.batch():
+        bus.dispatch(first)
+        bus.dispatch(second)  # fails: its savepoint is rolled back, the batch goes on
+        bus.dispatch(first)  # a repeat inside the batch is skipped
+        with sqlite3.connect(inbox.path) as other:  # nothing is visible before the commit
+            assert other.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 0
+    assert receipts(inbox.db) == ["o-1"] and inbox.marks() == [("flaky", "evt-1")]
+    assert calls == ["o-1", "o-2"] and len(inbox.skipped) == 1
+
+
+def test_a_batch_left_by_an_error_keeps_nothing_of_it(inbox: Inbox) -> None:
+    bus = guarded_bus(inbox)
+    with pytest.raises(RuntimeError), inbox.batch():
+        bus.dispatch(_paid())
+        raise RuntimeError("the worker is told to stop before the batch is done")
+    assert receipts(inbox.db) == [] and inbox.marks() == []
+    bus.dispatch(_paid())  # the redelivery
+    assert receipts(inbox.db) == ["o-1"]

@@ -227,3 +227,48 @@ def test_in_order_a_failed_entry_is_handled_again_before_anything_after_it(
         "failed",
         "failed",
     ]
+
+
+def test_a_batch_is_acknowledged_only_after_its_around_batch_block_committed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A commit that fails (the disk is full, the process dies) leaves the whole batch
+    pending, effects and marks gone together, so the redelivery does each effect once."""
+    from contextlib import contextmanager
+
+    from eda_lesson.transport.redis_streams import StreamConsumer, StreamPublisher
+
+    client = connect(redis_server.url)
+    publisher = StreamPublisher(client, "batched", registry=registry())
+    for seq in range(3):
+        publisher.send(Step("k", seq), event_id=f"k/{seq}")
+    inbox = _open_effects(str(tmp_path / "effects.db"))
+
+    def record(step: Step, db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO handled VALUES (?, ?, ?)", (step.key, step.seq, "c"))
+
+    bus = EventBus(dependencies={"db": inbox.db})
+    bus.register(Step, record, middleware=[inbox.once(name="record")])
+
+    @contextmanager
+    def batch_that_cannot_commit() -> Iterator[None]:
+        with inbox.batch():
+            yield
+            raise OSError("disk full")
+
+    settings = {"stream": "batched", "group": "g", "consumer": "c", "block_ms": None}
+    failing = StreamConsumer(
+        client, bus, registry(), around_batch=batch_that_cannot_commit, **settings
+    )  # type: ignore[arg-type]
+    with pytest.raises(OSError):
+        failing.process_batch(wait=False)
+    assert (
+        _handled(tmp_path / "effects.db") == []
+        and len(client.xpending_range("batched", "g", "-", "+", 10)) == 3
+    )
+    working = StreamConsumer(
+        client, bus, registry(), around_batch=inbox.batch, claim_idle_ms=0, **settings
+    )  # type: ignore[arg-type]
+    working.process_batch(wait=False)
+    assert [seq for _, seq, _ in _handled(tmp_path / "effects.db")] == [0, 1, 2]
+    assert client.xpending_range("batched", "g", "-", "+", 10) == []

@@ -54,7 +54,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
@@ -113,6 +114,7 @@ class Inbox:
         """The connection the guarded handlers write their effects through."""
         self._lock = threading.RLock()
         self._owner: int | None = None
+        self._in_batch = False
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
                 f"synchronous is 'FULL' (a commit survives a power cut) or 'NORMAL' (it "
@@ -149,6 +151,28 @@ class Inbox:
         with self._lock:
             rows = self.db.execute("SELECT handler, event_id FROM inbox ORDER BY rowid")
             return [(str(handler), str(event_id)) for handler, event_id in rows]
+
+    @contextmanager
+    def batch(self) -> Iterator[Self]:
+        """``with inbox.batch():`` one transaction for every guarded call inside the block.
+
+        Each call then runs in a savepoint of its own (a failed call still leaves nothing),
+        and the block commits them all at its end: one commit for a batch of deliveries
+        instead of one per event. A consumer opens it around the handling of a batch and
+        acknowledges the batch only after it committed (``StreamConsumer(around_batch=...)``);
+        a crash before that commit loses the effects and the marks together, and the
+        redelivery does them once.
+        """
+        self._begin()
+        self._in_batch = True
+        try:
+            yield self
+        except BaseException:
+            self._in_batch = False
+            self._end(commit=False)
+            raise
+        self._in_batch = False
+        self._end(commit=True)
 
     # ------------------------------------------------------------------ one guarded call
 
@@ -224,6 +248,8 @@ class Once(Layer):
         event_id = str(_usable(self.key(message), self.key))
         handler = self.name or registration_text(subscription)
         inbox = self.inbox
+        if inbox._in_batch and inbox._owner == threading.get_ident():
+            return (yield from self._in_savepoint(handler, event_id))
         inbox._begin()
         try:
             seen = inbox.db.execute(_SEEN, (handler, event_id)).fetchone() is not None
@@ -242,6 +268,24 @@ class Once(Layer):
             inbox._end(commit=False)
             raise
         inbox._end(commit=True)
+        return produced
+
+    def _in_savepoint(self, handler: str, event_id: str) -> Steps:
+        """The same steps inside an :meth:`Inbox.batch`: a savepoint instead of a transaction."""
+        db = self.inbox.db
+        db.execute("SAVEPOINT once")
+        try:
+            if db.execute(_SEEN, (handler, event_id)).fetchone() is not None:
+                self.inbox.skipped.append(InboxSkip(handler, event_id))
+                db.execute("RELEASE once")
+                return None
+            db.execute(_MARK, (handler, event_id))
+            produced = yield NEXT
+        except BaseException:
+            db.execute("ROLLBACK TO once")
+            db.execute("RELEASE once")
+            raise
+        db.execute("RELEASE once")
         return produced
 
     def __repr__(self) -> str:

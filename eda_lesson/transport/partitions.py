@@ -30,6 +30,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from eda_lesson.core.bus import EventBus
@@ -196,7 +197,8 @@ class PartitionedWorker:
     Every round it says it is alive, renews its leases (dropping any it lost), gives up
     partitions beyond its fair share or takes free ones up to it, then handles one batch of
     each partition it holds. ``run(stop)`` repeats rounds; :meth:`close` releases the leases
-    so the others can take over at once instead of after a lease.
+    so the others can take over at once instead of after a lease. ``around_batch`` (such as
+    ``inbox.batch``) is passed to each partition's consumer.
     """
 
     def __init__(
@@ -213,8 +215,10 @@ class PartitionedWorker:
         batch: int = 50,
         max_deliveries: int = 5,
         journal: bool = False,
+        around_batch: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.bus = bus
+        self.around_batch = around_batch
         self.registry = registry
         self.client = client
         self.stream = stream
@@ -272,6 +276,7 @@ class PartitionedWorker:
             claim_idle_ms=0,  # what the last owner left pending is ours now, first
             journal=self.journal,
             in_order=True,
+            around_batch=self.around_batch,
         )
         consumer.ensure_group()
         return consumer

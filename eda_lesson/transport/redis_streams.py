@@ -113,7 +113,7 @@ import sys
 import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -962,6 +962,10 @@ class StreamConsumer:
     dead-lettered. For a stream that one consumer reads at a time (a partition, see
     :mod:`eda_lesson.transport.partitions`) with ``claim_idle_ms=0``. An entry left waiting
     behind a failure counts that batch as one of its deliveries.
+
+    ``around_batch`` is a context manager factory entered around the handling of each batch
+    and left before the batch is acknowledged, such as ``inbox.batch`` (one transaction for
+    the batch's effects, committed before any entry is acknowledged).
     """
 
     def __init__(
@@ -986,6 +990,7 @@ class StreamConsumer:
         remember_processed_ms: int = 7 * 24 * 3600 * 1000,
         on_delivery: Callable[[Delivery], object] | None = None,
         in_order: bool = False,
+        around_batch: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         require_sync_bus(bus, "StreamConsumer")
         if not isinstance(registry, EventRegistry):
@@ -1027,6 +1032,7 @@ class StreamConsumer:
         self.remember_processed_ms = remember_processed_ms
         self.on_delivery = on_delivery
         self.in_order = in_order
+        self.around_batch = around_batch
         self._blocked = False  # in order: the last batch stopped at an entry that failed
         self.deliveries = DeliveryLog(keep=keep, keep_bytes=keep_bytes)
         self.groups_recreated = 0
@@ -1166,6 +1172,22 @@ class StreamConsumer:
         processed_before = {event_id for event_id, who in zip(ids, done, strict=True) if who}
         work = _Work()
         self._blocked = False
+        with self.around_batch() if self.around_batch is not None else nullcontext():
+            self._handle_each(entries, envelopes, processed_before, work)
+        self._store(work)
+        for delivery in work.deliveries:
+            self.deliveries.add(delivery)
+            if self.on_delivery is not None:
+                self.on_delivery(delivery)
+        return work.deliveries
+
+    def _handle_each(
+        self,
+        entries: list[_Entry],
+        envelopes: list[_Envelope | _Malformed],
+        processed_before: set[str],
+        work: _Work,
+    ) -> None:
         for entry, envelope in zip(entries, envelopes, strict=True):
             if self._blocked:
                 break  # in order: what follows a failed entry waits for it (left pending)
@@ -1184,12 +1206,6 @@ class StreamConsumer:
                 self._decode_and_dispatch(entry, envelope, record, work)
                 failed = work.deliveries[-1].outcome == "failed"
                 self._blocked = self.in_order and failed
-        self._store(work)
-        for delivery in work.deliveries:
-            self.deliveries.add(delivery)
-            if self.on_delivery is not None:
-                self.on_delivery(delivery)
-        return work.deliveries
 
     def _decode_and_dispatch(
         self, entry: _Entry, envelope: _Envelope, record: _Recorder, work: _Work
