@@ -54,7 +54,10 @@ class DispatchExplorer(SteppingExplorer):
     are recorded and shown, never raised, even when ``bus`` is ``fail_fast``.
 
     :attr:`step` is the step shown (0: dispatched, no handler ran yet) of :attr:`steps`, the
-    handler calls of the last dispatch.
+    handler calls of the last dispatch. When the cascade has folded groups of alike events
+    (see :mod:`eda_lesson.views.folding`), it steps group by group instead: each step shows
+    the next handler call drawn on its own, or the end of the next folded group, and
+    :attr:`stops` maps these steps to the dispatch's own steps.
 
     A handler that calls ``bus.dispatch`` on the bus it was given (instead of returning its
     events) dispatches there, outside the explorer's picture: return events to see them here.
@@ -72,6 +75,8 @@ class DispatchExplorer(SteppingExplorer):
         self.events: dict[str, object] = _named_events(events)
         self._result: DispatchResult | None = None
         self._picture: FlowPicture | None = None
+        self._stops: list[int] = []
+        self._rows: list[StepRow] = []
         self._inputs: dict[str, Any] = {}
         self._build_controls()
         self._build_handler_switches()
@@ -84,6 +89,12 @@ class DispatchExplorer(SteppingExplorer):
     def result(self) -> DispatchResult | None:
         """The result of the last dispatch (None before the first)."""
         return self._result
+
+    @property
+    def stops(self) -> list[int]:
+        """The dispatch's step that each step of the explorer shows (step ``k`` shows
+        ``stops[k - 1]``): every step, unless groups were folded."""
+        return list(self._stops)
 
     @property
     def handler_names(self) -> list[str]:
@@ -145,12 +156,24 @@ class DispatchExplorer(SteppingExplorer):
             raise ValueError(
                 "nothing to step through yet: press Dispatch (or call .dispatch()) first"
             )
-        check_step(self._result, step)
+        if len(self._stops) == len(self._result.calls):
+            check_step(self._result, step)
+        elif isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
+            raise ValueError(
+                f"step {step!r} is not a step here: this folded cascade is stepped group by "
+                f"group in {plural(self.steps, 'step')}, so choose a whole number from 0 to "
+                f"{self.steps}"
+            )
         self._stepper.step_to(step)
 
     def disable(self, handler_name: str, off: bool = True) -> None:
         """Switch a handler off (or back on with ``off=False``) for the next dispatch."""
         self._switch(handler_name).runs.value = not off
+
+    def fold(self, on: bool = True) -> None:
+        """Fold alike events into groups (the default), or draw every event (``on=False``);
+        the last dispatch is shown again from step 0, stepped call by call when unfolded."""
+        self._fold.value = on
 
     def make_fail(self, handler_name: str, fail: bool = True) -> None:
         """Make a handler raise :class:`InjectedHandlerError` in the next dispatch (or stop it)."""
@@ -183,6 +206,11 @@ class DispatchExplorer(SteppingExplorer):
         self._image = widgets.Image(format="png")
         self._table = widgets.HTML(value="")
         self._handlers = widgets.VBox()
+        # Shown only once a cascade has alike events to fold: small cascades look as before.
+        self._fold = widgets.Checkbox(
+            value=True, description="fold alike events (x n)", indent=False
+        )
+        self._fold.observe(self._on_fold, "value")
         self._root = widgets.VBox(
             [
                 widgets.HBox([self._choice, self._dispatch_button]),
@@ -257,17 +285,33 @@ class DispatchExplorer(SteppingExplorer):
     def _show_result(self, result: DispatchResult, status: str) -> None:
         self._result = result
         # Drawn once per dispatch; each step only restyles it (see FlowPicture).
-        self._picture = FlowPicture(result)
+        self._picture = picture = FlowPicture(result, fold=self._fold.value)
+        self._rows = step_rows(result, fold=self._fold.value)
+        if self._fold not in self._root.children and (picture.groups or not self._fold.value):
+            self._root.children = [*self._root.children[:3], self._fold, *self._root.children[3:]]
+        self._stops = list(range(1, len(result.calls) + 1))
+        if picture.groups:
+            drawn = {
+                data["step"] for _, data in picture.graph.nodes(data=True) if data["kind"] == "call"
+            }
+            ends = {group.steps[-1] for group in picture.groups if group.steps}
+            self._stops = sorted(drawn | ends)
+            if picture.left_out and self._stops[-1:] != [len(result.calls)]:
+                self._stops.append(len(result.calls))
         self._status.value = status
-        self._stepper.reset(len(result.calls))
+        self._stepper.reset(len(self._stops))
 
     def _show_step(self, step: int) -> None:
         result, picture = self._result, self._picture
         if result is None or picture is None:
             return
-        self._image.value = self._stepper.png(lambda: picture.show(step).figure)
-        self._table.value = _step_table_html(step_rows(result), step)
-        self._caption.value = step_caption(result, step)
+        real = self._stops[step - 1] if step else 0
+        self._image.value = self._stepper.png(lambda: picture.show(real).figure)
+        self._table.value = _step_table_html(self._rows, real)
+        caption = step_caption(result, real)
+        if len(self._stops) != len(result.calls):
+            caption = f"{step} of {len(self._stops)} (group by group): {caption}"
+        self._caption.value = caption
 
     # -- events from the controls ---------------------------------------------------------------
 
@@ -276,6 +320,10 @@ class DispatchExplorer(SteppingExplorer):
         # has nobody to raise to.
         with contextlib.suppress(CascadeLimitError):
             self.dispatch()
+
+    def _on_fold(self, _change: Mapping[str, Any]) -> None:
+        if self._result is not None:
+            self._show_result(self._result, self._status.value)
 
     def _on_choice(self, _change: Mapping[str, Any]) -> None:
         self._show_fields()
@@ -376,7 +424,7 @@ def _step_table_html(rows: list[StepRow], step: int) -> str:
         if row.step is None:
             reached = step >= calls_so_far
         else:
-            calls_so_far += 1
+            calls_so_far += row.calls
             reached = row.step <= step
         style, marker = _row_style(row, step, reached)
         outcome = row.outcome if reached else "…"

@@ -4,7 +4,9 @@
   (events, then the handler calls they reached, then the events those produced, ...), and with
   ``upto=k`` the state after step ``k``: done, current, queued and not yet run.
   :class:`FlowPicture` is the same picture kept for a step-through: drawn once, restyled at
-  each step (what an explorer redraws per step is only what changed).
+  each step (what an explorer redraws per step is only what changed). Alike siblings are
+  folded into one stacked box with a count (:mod:`eda_lesson.views.folding`), and a large
+  cascade is cut to a page, with a note saying what was left out.
 - :func:`draw_registrations` draws which handler listens to which event type.
 - :func:`draw_timeline` draws the handler calls in the order they ran, on the bus's clock when
   it kept one (the async bus does), else one slot per step.
@@ -25,7 +27,7 @@ figure, which Jupyter shows as a PNG and whose text form says what it shows; non
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -39,10 +41,10 @@ from eda_lesson.core.bus import BaseBus
 from eda_lesson.core.checks import handler_name
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
+from eda_lesson.views.folding import LeftOut, bound_graph, folded_graph
 from eda_lesson.views.graphs import (
     check_step,
     error_text,
-    flow_graph,
     registration_graph,
     step_caption,
 )
@@ -72,6 +74,7 @@ from eda_lesson.views.sheet import (
     Chart,
     Key,
     Sheet,
+    describe,
     paint,
 )
 
@@ -98,6 +101,12 @@ ROW = 0.62  # from one node's centre to the next in a layer
 MARGIN = 0.25
 MIN_WIDTH = 6.8
 LABEL_CHARS = 26
+PAGE = (12.0, 8.0)
+"""The most a large cascade's flow takes, in inches: a notebook page."""
+LARGE = 30
+"""A cascade of more boxes than this (events plus calls), or one with a folded group, is cut
+to :data:`PAGE`; smaller ones are drawn whole, as they always were."""
+NOTE_HEIGHT = 0.3
 
 
 # ---------------------------------------------------------------------- the flow of a dispatch
@@ -112,7 +121,7 @@ def flow_layout(graph: Any) -> dict[Hashable, tuple[float, float]]:
     """
     layers: dict[int, list[tuple[int, Hashable]]] = {}
     for node, data in graph.nodes(data=True):
-        order = data["index"] if data["kind"] == "event" else data["step"]
+        order = data["step"] if data["kind"] == "call" else data["index"]
         layers.setdefault(data["layer"], []).append((order, node))
     positions: dict[Hashable, tuple[float, float]] = {}
     for layer, members in layers.items():
@@ -123,17 +132,31 @@ def flow_layout(graph: Any) -> dict[Hashable, tuple[float, float]]:
     return positions
 
 
-def draw_flow(result: DispatchResult, *, upto: int | None = None, ax: Axes | None = None) -> Figure:
+def draw_flow(
+    result: DispatchResult,
+    *,
+    upto: int | None = None,
+    ax: Axes | None = None,
+    fold: bool = True,
+    unfold: Collection[int] = (),
+) -> Figure:
     """Draw the cascade of ``result`` as a layered causal graph, left to right.
 
     With ``upto=k`` (0 to the number of steps) the picture is the cascade after step ``k``:
     calls up to ``k`` are done, call ``k`` is outlined as the current step, events produced
     but not handled yet are queued, and the rest is faded. A failure or a missing handler
     shows only once the cascade has reached it. Draws into ``ax`` when given.
+
+    At least three sibling events whose sub-cascades have the same shape are drawn as one
+    stacked box, "x 200 OrderPaid, each: ..." (see :mod:`eda_lesson.views.folding`); a sibling
+    that differs stays on its own. ``unfold={1}`` draws the group whose first event is #1 one
+    by one, ``fold=False`` every group. A large cascade is cut to :data:`PAGE`, and a note on
+    the picture (and in its text form) says what was left out.
     """
     if upto is not None:
         check_step(result, upto)
-    return FlowPicture(result, stepping=upto is not None, ax=ax).show(upto).figure
+    picture = FlowPicture(result, stepping=upto is not None, ax=ax, fold=fold, unfold=unfold)
+    return picture.show(upto).figure
 
 
 class FlowPicture:
@@ -142,39 +165,68 @@ class FlowPicture:
     The layout, the boxes, the arrows and the legend are made once; :meth:`show` restyles
     them for a step. Showing step ``k`` gives exactly the picture ``draw_flow(result,
     upto=k)`` draws (``stepping=False``: the picture of the whole dispatch, ``upto=None``).
+    ``fold`` and ``unfold`` are ``draw_flow``'s; :attr:`groups` are the folded groups drawn
+    and :attr:`left_out` what was cut to fit :data:`PAGE` (false when nothing was).
 
     >>> picture = FlowPicture(result)  # doctest: +SKIP
     >>> png = figure_to_png(picture.show(2).figure)  # doctest: +SKIP
     """
 
     def __init__(
-        self, result: DispatchResult, *, stepping: bool = True, ax: Axes | None = None
+        self,
+        result: DispatchResult,
+        *,
+        stepping: bool = True,
+        ax: Axes | None = None,
+        fold: bool = True,
+        unfold: Collection[int] = (),
     ) -> None:
         self.result = result
-        self._graph = graph = flow_graph(result)
+        graph = folded_graph(result, fold=fold, unfold=unfold)
+        self.groups = graph.graph["groups"]
+        self.left_out = LeftOut()
+        if self.groups or len(result.events) + len(result.calls) > LARGE:
+            graph, self.left_out = bound_graph(graph, layers=_PAGE_LAYERS, rows=_page_rows())
+        self._graph = graph
         positions = flow_layout(graph)
         columns = 1 + max(x for x, _ in positions.values())
         rows = max(_layer_sizes(positions).values())
         commands = any(data.get("command") for _, data in graph.nodes(data=True))
-        grid = _Grid.make(ax, columns, rows, _flow_legend(stepping=stepping, commands=commands))
+        legend = _flow_legend(stepping=stepping, commands=commands, folded=bool(self.groups))
+        note = self.left_out.note() if self.left_out else ""
+        grid = _Grid.make(ax, columns, rows, legend, note=note)
         self._arrows: list[tuple[Hashable, Hashable, FancyArrowPatch]] = []
         for source, target in graph.edges():
             arrow = grid.arrow(positions[source], positions[target])
             self._arrows.append((source, target, arrow))
         self._boxes: dict[Hashable, tuple[FancyBboxPatch, Text]] = {}
+        self._decks: dict[Hashable, FancyBboxPatch] = {}
         for node, data in graph.nodes(data=True):
             kind = "command" if data.get("command") else data["kind"]
             centre = grid.at(positions[node])
             gid = f"{data['kind']}-{node[1]}"
+            if data["kind"] == "group":  # a stack of alike boxes
+                behind = (centre[0] + _DECK, centre[1] - _DECK)
+                ink = INKS["command" if data["command"] else "event"]
+                self._decks[node] = grid.sheet.box(
+                    behind, BOX, ink=ink, gid=f"{gid}-stack", zorder=1
+                )
+                kind = "command" if data["command"] else "event"
             box = grid.sheet.box(centre, BOX, ink=INKS[kind], gid=gid)
             label = grid.sheet.text(*centre, "", gid=f"{gid}-label")
             self._boxes[node] = (box, label)
         self._title = grid.sheet.title("")
         self.sheet = grid.sheet
+        self._note = note
 
     @property
     def figure(self) -> Figure:
         return self.sheet.figure
+
+    @property
+    def graph(self) -> Any:
+        """The graph drawn: folded, and cut to the page when large."""
+        return self._graph
 
     def show(self, upto: int | None = None) -> FlowPicture:
         """Restyle the picture for the cascade after step ``upto`` (the whole dispatch with
@@ -189,9 +241,14 @@ class FlowPicture:
         for node, (box, label) in self._boxes.items():
             state = states[node]
             paint(box, _node_ink(state))
+            if node in self._decks:
+                paint(self._decks[node], _node_ink(state))
             label.set_text(_node_label(self._graph.nodes[node], state.category))
             label.set_color(FADED_TEXT if state.state == "pending" else TEXT)
-        self.sheet.retitle(self._title, step_caption(self.result, upto))
+        words = step_caption(self.result, upto)
+        self.sheet.retitle(self._title, words)
+        if self.groups or self._note:
+            describe(self.figure, _described(words, self.groups, self._note))
         return self
 
 
@@ -204,14 +261,11 @@ class _State:
 def _flow_states(graph: Any, upto: int | None) -> dict[Hashable, _State]:
     """What each node is, and how far the cascade had got with it after step ``upto``."""
     last = graph.graph["steps"] if upto is None else upto
-    calls_before: dict[int, int] = {}  # event index -> calls of the events before it
-    count = 0
-    for node, data in graph.nodes(data=True):
-        if data["kind"] == "event":
-            calls_before[data["index"]] = count
-            count += graph.out_degree(node)
     states: dict[Hashable, _State] = {}
     for node, data in graph.nodes(data=True):
+        if data["kind"] == "group":
+            states[node] = _group_state(data, last, upto)
+            continue
         if data["kind"] == "call":
             step = data["step"]
             state = "done" if step < last else "current" if step == last else "pending"
@@ -222,7 +276,7 @@ def _flow_states(graph: Any, upto: int | None) -> dict[Hashable, _State]:
             continue
         produced = data["caused_by"] is None or data["caused_by"] <= last
         # An unhandled event is met once the calls of every event before it are done.
-        reached = last >= calls_before[data["index"]] if data["unhandled"] else data["step"] <= last
+        reached = last >= data["calls_before"] if data["unhandled"] else data["step"] <= last
         state = "done" if reached else "queued" if produced else "pending"
         unhandled = data["unhandled"] and state == "done"
         kind = "command" if data["command"] else "event"
@@ -230,7 +284,35 @@ def _flow_states(graph: Any, upto: int | None) -> dict[Hashable, _State]:
     return states
 
 
+def _group_state(data: dict[str, Any], last: int, upto: int | None) -> _State:
+    """A folded group is done once all its steps are, current while they run (its last
+    step included)."""
+    kind = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
+    produced = data["caused_by"] is None or data["caused_by"] <= last
+    if upto is None or (data["step"] is None and produced):
+        return _State(kind, "done")
+    if data["step"] is not None and data["last_step"] < last:
+        return _State(kind, "done")
+    if data["step"] is not None and data["step"] <= last:
+        return _State(kind, "current")
+    return _State(kind, "queued" if produced else "pending")
+
+
+def _described(words: str, groups: Sequence[Any], note: str) -> str:
+    """The text form of a folded or cut picture: the caption, the folds, what was left out."""
+    parts = [words]
+    for group in groups[:3]:
+        parts.append(f"folded: x {group.count} {group.type_name} from #{group.first}")
+    if len(groups) > 3:
+        parts.append(f"and {plural(len(groups) - 3, 'more folded group')}")
+    if note:
+        parts.append(note)
+    return "; ".join(parts)
+
+
 def _node_label(data: dict[str, Any], category: str) -> str:
+    if data["kind"] == "group":
+        return two_lines(f"x {data['count']} {data['label']}", data["summary"], LABEL_CHARS)
     if data["kind"] == "event":
         label = f"#{data['index']} {data['label']}"
         return two_lines(label, "no handler" if category == "unhandled" else None, LABEL_CHARS)
@@ -262,8 +344,10 @@ def _edge_style(source: _State, target: _State) -> tuple[str, float]:
     return EDGE, 1.2
 
 
-def _flow_legend(*, stepping: bool, commands: bool = False) -> list[Key]:
+def _flow_legend(*, stepping: bool, commands: bool = False, folded: bool = False) -> list[Key]:
     keys = [Key("command", COMMAND)] if commands else []
+    if folded:
+        keys.append(Key("x n: alike events, folded", EVENT.but(width=2.4)))
     keys += [
         Key("event", EVENT),
         Key("handler call", CALL),
@@ -277,6 +361,17 @@ def _flow_legend(*, stepping: bool, commands: bool = False) -> list[Key]:
             Key("not yet run", PENDING),
         ]
     return keys
+
+
+_DECK = 0.07  # how far the box behind a folded group's box peeks out
+_PAGE_LAYERS = int((PAGE[0] - 2 * MARGIN - BOX[0]) / COLUMN) + 1
+
+
+def _page_rows() -> int:
+    """How many rows of boxes fit :data:`PAGE` with a full legend and a note."""
+    legend = _flow_legend(stepping=True, commands=True, folded=True)
+    room = PAGE[1] - TITLE_HEIGHT - Sheet.legend_height(legend, PAGE[0]) - 0.05 - NOTE_HEIGHT
+    return max(1, int(room / ROW))
 
 
 def _layer_sizes(positions: dict[Hashable, tuple[float, float]]) -> dict[float, int]:
@@ -304,12 +399,18 @@ class _Grid:
         legend: Sequence[Key],
         *,
         left_room: float = 0,
+        note: str = "",
     ) -> _Grid:
         content = left_room + BOX[0] + (columns - 1) * COLUMN
         width = max(MIN_WIDTH, content + 2 * MARGIN)
         bottom = Sheet.legend_height(legend, width) + 0.05
+        if note:
+            bottom += NOTE_HEIGHT
         sheet = Sheet.new(width, TITLE_HEIGHT + rows * ROW + bottom, ax)
         sheet.legend(legend)
+        if note:
+            words = shorten(note, int(width * 13))
+            sheet.text(width / 2, bottom - NOTE_HEIGHT / 2, words, fontsize=SMALL, gid="left-out")
         left = (width - content) / 2 + left_room + BOX[0] / 2
         return cls(sheet, left, bottom + rows * ROW / 2)
 

@@ -6,7 +6,8 @@
 - :func:`flow_graph` turns one :class:`~eda_lesson.core.result.DispatchResult` into the causal graph
   of its cascade: every event occurrence, every handler call, every event a call produced.
 - :func:`to_mermaid` writes that graph as a Mermaid flowchart (GitHub renders it in Markdown),
-  and :func:`step_table` as a plain-text table of the steps.
+  and :func:`step_table` as a plain-text table of the steps. Both fold alike siblings into
+  one group with a count (:mod:`eda_lesson.views.folding`), so a loop of 200 orders stays short.
 
 Everything is read from the bus's registrations and from the result's records; this module
 never dispatches, never calls a handler and draws nothing (:mod:`eda_lesson.views.flow` draws
@@ -15,8 +16,9 @@ these graphs). It loads networkx, so ``import eda_lesson`` never imports it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx  # type: ignore[import-untyped]
@@ -28,6 +30,9 @@ from eda_lesson.views.palette import INKS, TEXT, Ink
 if TYPE_CHECKING:
     from eda_lesson.core.bus import BaseBus
     from eda_lesson.core.result import DispatchResult, EventRecord, HandlerCall
+    from eda_lesson.views.folding import FoldGroup
+
+_NO_GROUPS: Mapping[int, FoldGroup] = MappingProxyType({})
 
 __all__ = [
     "StepRow",
@@ -235,7 +240,7 @@ def error_text(error: BaseException | None) -> str | None:
 # ---------------------------------------------------------------------- text exports
 
 
-def to_mermaid(result: DispatchResult) -> str:
+def to_mermaid(result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()) -> str:
     """The cascade of ``result`` as a Mermaid flowchart, left to right.
 
     Node ids are stable: ``e0, e1, ...`` for events by index and ``c1, c2, ...`` for calls by
@@ -245,8 +250,14 @@ def to_mermaid(result: DispatchResult) -> str:
     border) and ``edaUnhandled`` (a dotted one). Labels are quoted and escaped, so any class name,
     handler name or error message renders as written (see :func:`_mermaid_text`).
     Paste it into Markdown between ```` ```mermaid ```` fences and GitHub draws it.
+
+    At least three alike sibling events are one node ``g<first index>`` (class ``edaFolded``,
+    a bold border), "x 200 OrderPaid · each: ..."; ``unfold`` and ``fold=False`` as in
+    :func:`~eda_lesson.views.flow.draw_flow`.
     """
-    graph = flow_graph(result)
+    from eda_lesson.views.folding import folded_graph
+
+    graph = folded_graph(result, fold=fold, unfold=unfold)
     lines = ["flowchart LR"]
     for node, data in graph.nodes(data=True):
         lines.append("    " + _mermaid_node(node, data))
@@ -257,6 +268,8 @@ def to_mermaid(result: DispatchResult) -> str:
         if kind == "command" and not commands:
             continue
         lines.append(f"    classDef {name} {_mermaid_style(INKS[kind])}")
+    if graph.graph["groups"]:
+        lines.append(f"    classDef edaFolded {_mermaid_style(INKS['event'].but(width=2.4))}")
     return "\n".join(lines) + "\n"
 
 
@@ -294,10 +307,14 @@ _MERMAID_SEPARATOR = " · "
 
 
 def _mermaid_id(node: tuple[str, int]) -> str:
-    return ("e" if node[0] == "event" else "c") + str(node[1])
+    return {"event": "e", "group": "g"}.get(node[0], "c") + str(node[1])
 
 
 def _mermaid_node(node: tuple[str, int], data: dict[str, Any]) -> str:
+    if data["kind"] == "group":
+        label = _mermaid_text(f"x {data['count']} {data['label']}") + _MERMAID_SEPARATOR
+        label += _mermaid_text(data["summary"], 60)
+        return f'{_mermaid_id(node)}(["{label}"]):::edaFolded'
     label = _mermaid_text(data["label"])
     if data["kind"] == "event":
         kind = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
@@ -374,19 +391,63 @@ class StepRow:
     outcome: str
     failed: bool
     unhandled: bool
+    count: int = 1
+    """The events the row stands for: more than one for a folded group."""
+    calls: int = 1
+    """The handler calls the row stands for (a folded group's, all of them)."""
 
 
-def step_rows(result: DispatchResult) -> list[StepRow]:
-    """The steps of a dispatch in the order they ran, unhandled events where the queue met them."""
+def step_rows(
+    result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()
+) -> list[StepRow]:
+    """The steps of a dispatch in the order they ran, unhandled events where the queue met them.
+
+    A folded group of alike events (see :mod:`eda_lesson.views.folding`) is one row, where its
+    first member's first step ran; ``unfold`` and ``fold=False`` as in ``draw_flow``.
+    """
+    from eda_lesson.views.folding import fold_groups
+
     rows: list[StepRow] = []
     records = result.events
+    groups = fold_groups(result, fold=fold, unfold=unfold)
+    hidden: set[int] = set()
+    head: dict[int, FoldGroup] = {}
+    for group in groups:
+        hidden |= group.hidden
+        head[group.first] = group
     for record in records:
+        if record.index in head:
+            group = head[record.index]
+            event = f"#{record.index} {record.type_name} x {group.count}"
+            calls = group.calls_each * group.count
+            outcome = f"{plural(calls, 'call')}" + (
+                f", steps {group.steps[0]} to {group.steps[-1]}" if group.steps else ""
+            )
+            if group.failed_each:
+                outcome += f", {group.failed_each * group.count} failed"
+            first = group.steps[0] if group.steps else None
+            rows.append(
+                StepRow(
+                    first,
+                    record.index,
+                    event,
+                    group.summary(),
+                    outcome,
+                    group.failed_each > 0,
+                    group.unhandled,
+                    group.count,
+                    calls,
+                )
+            )
+            continue
+        if record.index in hidden:
+            continue
         event = f"#{record.index} {record.type_name}" + " (command)" * record.is_command
         if record.unhandled:
             rows.append(StepRow(None, record.index, event, "", "no handler", False, True))
         for step in record.handled_by:
             call = result.calls[step - 1]
-            outcome = _outcome(call, records)
+            outcome = _outcome(call, records, head, hidden)
             rows.append(
                 StepRow(
                     step, record.index, event, call.name, outcome, call.error is not None, False
@@ -395,17 +456,26 @@ def step_rows(result: DispatchResult) -> list[StepRow]:
     return rows
 
 
-def _outcome(call: HandlerCall, records: tuple[EventRecord, ...]) -> str:
+def _outcome(
+    call: HandlerCall,
+    records: tuple[EventRecord, ...],
+    head: Mapping[int, FoldGroup] = _NO_GROUPS,
+    hidden: Collection[int] = (),
+) -> str:
+    """What a call did; a folded group it produced is named once, with its count."""
     if call.error is not None:
         return "failed: " + shorten(error_text(call.error) or "", 60)
     if call.produced:
         return "ok, produced " + ", ".join(
-            f"#{index} {records[index].type_name}" for index in call.produced
+            f"#{index} {records[index].type_name}"
+            + (f" x {head[index].count}" if index in head else "")
+            for index in call.produced
+            if index in head or index not in hidden
         )
     return "ok"
 
 
-def step_table(result: DispatchResult) -> str:
+def step_table(result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()) -> str:
     """The steps of a dispatch as a plain-text table: step, event, handler, outcome.
 
     >>> print(step_table(result))  # doctest: +SKIP
@@ -421,7 +491,7 @@ def step_table(result: DispatchResult) -> str:
             row.handler or "(none)",
             row.outcome,
         )
-        for row in step_rows(result)
+        for row in step_rows(result, fold=fold, unfold=unfold)
     ]
     widths = [max(len(line[column]) for line in [header, *cells]) for column in range(3)]
     lines = []

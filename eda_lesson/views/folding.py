@@ -1,0 +1,300 @@
+"""Repeated structure in a cascade, folded: 200 alike orders drawn once, with a count.
+
+A handler that loops (one ``BatchImported`` becoming 200 ``OrderPaid``) makes a cascade of
+hundreds of events whose sub-cascades all look the same. :func:`fold_groups` finds them: the
+*shape* of an event's sub-cascade is its type, its handler calls in order (name and outcome)
+and, for each call, the shapes of the events it produced (:func:`shapes`). Siblings (the events
+one handler call produced) with the same shape form a group; a group of at least
+:data:`FOLD_AT` is folded into one box, "x 200 OrderPaid, each: mark_paid, send_receipt, …".
+A sibling whose sub-cascade differs (one call failed, an event nobody handled) has another
+shape, so it stays outside the group, drawn on its own: the exceptions stay visible.
+
+:func:`folded_graph` is :func:`~eda_lesson.views.graphs.flow_graph` with each folded group
+replaced by one node of kind ``"group"``; with ``fold=False`` it holds the same nodes and
+edges as ``flow_graph``. :func:`bound_graph` cuts a graph to what fits a notebook page and
+says what it left out. Drawings, the Mermaid export and the step table all read these.
+Nothing here dispatches or draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx  # type: ignore[import-untyped]
+
+from eda_lesson.core.text import plural
+
+if TYPE_CHECKING:
+    from eda_lesson.core.result import DispatchResult
+
+__all__ = [
+    "FOLD_AT",
+    "FoldGroup",
+    "LeftOut",
+    "bound_graph",
+    "fold_groups",
+    "folded_graph",
+    "shapes",
+]
+
+FOLD_AT = 3
+"""The fewest alike siblings folded into one group: two alike orders are still drawn twice."""
+
+
+@dataclass(frozen=True)
+class FoldGroup:
+    """Alike siblings folded into one: ``members`` are their event indexes, the first one
+    naming the group (``unfold={first}`` draws them one by one again)."""
+
+    members: tuple[int, ...]
+    type_name: str
+    handlers: tuple[str, ...]
+    """The handler names of one member's calls, in call order."""
+    events_each: int
+    """Events in one member's sub-cascade, the member included."""
+    calls_each: int
+    steps: tuple[int, ...]
+    """Every step the group's sub-cascades ran, in order."""
+    failed_each: int
+    unhandled: bool
+    hidden: frozenset[int] = field(default=frozenset(), repr=False, compare=False)
+    """Every event the group stands for: its members and their sub-cascades."""
+
+    @property
+    def first(self) -> int:
+        """The index of the first member: the group's name in ``unfold``."""
+        return self.members[0]
+
+    @property
+    def count(self) -> int:
+        """How many alike events the group folds."""
+        return len(self.members)
+
+    def summary(self) -> str:
+        """``"each: mark_paid, send_receipt, request_shipment (+2 more calls)"``."""
+        if self.unhandled:
+            return "each: no handler"
+        names = list(dict.fromkeys(name.rsplit(".", 1)[-1] for name in self.handlers))
+        text = "each: " + ", ".join(names[:3])
+        more = self.calls_each - len(self.handlers[:3])
+        if self.calls_each > 3:
+            text += f" (+{more} more {'call' if more == 1 else 'calls'})"
+        if self.failed_each:
+            text += f", {self.failed_each} failed"
+        return text
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """What :func:`bound_graph` did not keep, counted in events and handler calls."""
+
+    events: int = 0
+    calls: int = 0
+    layers: int = 0
+    """Layers cut off on the right."""
+    rows: int = 0
+    """Boxes cut off below the last row of a layer."""
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.calls)
+
+    def note(self) -> str:
+        """``"left out: 40 events, 80 handler calls (2 deeper layers, 12 more rows)"``."""
+        parts = []
+        if self.layers:
+            parts.append(plural(self.layers, "deeper layer"))
+        if self.rows:
+            parts.append(plural(self.rows, "more box", "more boxes"))
+        return (
+            f"left out: {plural(self.events, 'event')}, {plural(self.calls, 'handler call')}"
+            f" ({', '.join(parts)}); see step_table(result) for them all"
+        )
+
+
+def shapes(result: DispatchResult) -> list[int]:
+    """The shape of each event's sub-cascade, as a number: two events have the same number
+    exactly when their types, their handler calls (names, in order, and whether and how each
+    failed) and, recursively, the shapes of what each call produced are the same. Linear in
+    the size of the cascade."""
+    records, calls = result.events, result.calls
+    known: dict[tuple[Any, ...], int] = {}
+    shape = [0] * len(records)
+    for record in reversed(records):  # an event's children come after it in the queue
+        parts = []
+        for step in record.handled_by:
+            call = calls[step - 1]
+            error = None if call.error is None else type(call.error).__qualname__
+            parts.append((call.name, error, tuple(shape[i] for i in call.produced)))
+        key = (type(record.event), tuple(parts))
+        shape[record.index] = known.setdefault(key, len(known))
+    return shape
+
+
+def fold_groups(
+    result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()
+) -> list[FoldGroup]:
+    """The groups of at least :data:`FOLD_AT` alike siblings, outermost first; none with
+    ``fold=False``. ``unfold`` holds groups' first event indexes to leave unfolded (their
+    members are drawn one by one, and groups inside them are folded in their turn)."""
+    if not fold:
+        return []
+    shape = shapes(result)
+    groups: list[FoldGroup] = []
+    hidden: set[int] = set()
+    for call in result.calls:
+        if len(call.produced) < FOLD_AT or call.event_index in hidden:
+            continue
+        alike: dict[int, list[int]] = {}
+        for index in call.produced:
+            alike.setdefault(shape[index], []).append(index)
+        for members in alike.values():
+            if len(members) >= FOLD_AT and members[0] not in unfold:
+                group = _group(result, tuple(members))
+                groups.append(group)
+                hidden |= group.hidden
+    return groups
+
+
+def _group(result: DispatchResult, members: tuple[int, ...]) -> FoldGroup:
+    records, calls = result.events, result.calls
+    hidden: set[int] = set()
+    steps: list[int] = []
+    failed = 0
+    for member in members:
+        stack = [member]
+        while stack:
+            index = stack.pop()
+            hidden.add(index)
+            for step in records[index].handled_by:
+                steps.append(step)
+                call = calls[step - 1]
+                failed += call.error is not None
+                stack.extend(call.produced)
+    first = records[members[0]]
+    handlers = tuple(calls[step - 1].name for step in first.handled_by)
+    return FoldGroup(
+        members=members,
+        type_name=first.type_name,
+        handlers=handlers,
+        events_each=len(hidden) // len(members),
+        calls_each=len(steps) // len(members),
+        steps=tuple(sorted(steps)),
+        failed_each=failed // len(members),
+        unhandled=first.unhandled,
+        hidden=frozenset(hidden),
+    )
+
+
+def folded_graph(
+    result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()
+) -> nx.DiGraph:
+    """The flow graph of ``result`` with each folded group as one node.
+
+    Nodes and edges are those of :func:`~eda_lesson.views.graphs.flow_graph`, in the same
+    order, less the members of folded groups and their sub-cascades; each group is a node
+    ``("group", first)`` where its first member was, with ``kind="group"``, ``label`` (the type
+    name), ``count``, ``summary``, ``group`` (the :class:`FoldGroup`), ``index``, ``depth``,
+    ``layer``, ``step`` (its first step), ``last_step``, ``caused_by``, ``command`` and
+    ``unhandled``. Every node also has ``events`` and ``calls``: how many of the cascade's
+    events and handler calls it stands for; event nodes have ``calls_before`` (the calls of
+    all the events before it, when an unhandled one is met). Graph attribute ``groups`` lists
+    the groups.
+    """
+    from eda_lesson.views.graphs import _call_attributes, _event_attributes
+
+    records, calls = result.events, result.calls
+    groups = fold_groups(result, fold=fold, unfold=unfold)
+    hidden: set[int] = set()
+    head: dict[int, FoldGroup] = {}
+    for group in groups:
+        hidden |= group.hidden
+        head[group.first] = group
+    graph = nx.DiGraph(name="flow", event=type(result.event).__name__, steps=len(calls))
+    graph.graph["ok"] = result.ok
+    graph.graph["groups"] = groups
+    before = 0
+    for record in records:
+        if record.index in head:
+            group = head[record.index]
+            graph.add_node(("group", record.index), **_group_attributes(record, group))
+        elif record.index not in hidden:
+            attributes = _event_attributes(record)
+            attributes.update(events=1, calls=0, calls_before=before)
+            graph.add_node(("event", record.index), **attributes)
+        before += len(record.handled_by)
+    for call in calls:
+        if call.event_index not in hidden:
+            attributes = _call_attributes(call, records[call.event_index].depth)
+            attributes.update(events=0, calls=1)
+            graph.add_node(("call", call.step), **attributes)
+    for record in records:
+        if record.index in hidden:
+            continue
+        for position, step in enumerate(record.handled_by):
+            graph.add_edge(
+                ("event", record.index), ("call", step), relation="handled_by", position=position
+            )
+    for call in calls:
+        if call.event_index in hidden:
+            continue
+        for index in call.produced:
+            if index in head:
+                graph.add_edge(("call", call.step), ("group", index), relation="produced")
+            elif index not in hidden:
+                graph.add_edge(("call", call.step), ("event", index), relation="produced")
+    return graph
+
+
+def _group_attributes(record: Any, group: FoldGroup) -> dict[str, Any]:
+    return {
+        "kind": "group",
+        "label": group.type_name,
+        "count": group.count,
+        "summary": group.summary(),
+        "group": group,
+        "index": record.index,
+        "depth": record.depth,
+        "layer": 2 * record.depth,
+        "step": group.steps[0] if group.steps else None,
+        "last_step": group.steps[-1] if group.steps else None,
+        "caused_by": record.caused_by,
+        "failed": group.failed_each > 0,
+        "unhandled": group.unhandled,
+        "command": record.is_command,
+        "error": None,
+        "events": group.events_each * group.count,
+        "calls": group.calls_each * group.count,
+    }
+
+
+def bound_graph(graph: nx.DiGraph, *, layers: int, rows: int) -> tuple[nx.DiGraph, LeftOut]:
+    """``graph`` cut to its first ``layers`` layers and ``rows`` boxes a layer (in the order
+    of the layout: by event index, by step), and what was left out. A box whose cause was
+    left out is left out too, so every box kept is reached from the dispatched event."""
+    order: dict[int, list[tuple[int, Hashable]]] = {}
+    for node, data in graph.nodes(data=True):
+        key = data["index"] if data["kind"] != "call" else data["step"]
+        order.setdefault(data["layer"], []).append((key, node))
+    dropped: set[Hashable] = set()
+    cut_layers = cut_rows = 0
+    for layer in sorted(order):
+        members = sorted(order[layer], key=lambda member: member[0])
+        if layer >= layers:
+            dropped.update(node for _, node in members)
+            cut_layers += 1
+            continue
+        kept = 0
+        for _, node in members:
+            if any(p in dropped for p in graph.predecessors(node)) or kept >= rows:
+                dropped.add(node)
+                cut_rows += kept >= rows
+            else:
+                kept += 1
+    if not dropped:
+        return graph, LeftOut()
+    events = sum(graph.nodes[n]["events"] for n in dropped)
+    calls = sum(graph.nodes[n]["calls"] for n in dropped)
+    kept_graph = graph.subgraph([n for n in graph.nodes if n not in dropped]).copy()
+    return kept_graph, LeftOut(events, calls, cut_layers, cut_rows)
