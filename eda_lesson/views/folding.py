@@ -157,6 +157,20 @@ def fold_groups(
     return groups
 
 
+def folded_index(
+    result: DispatchResult, *, fold: bool = True, unfold: Collection[int] = ()
+) -> tuple[list[FoldGroup], set[int], dict[int, FoldGroup]]:
+    """The groups of ``result``, the indexes of the events they hide, and each group by the
+    index of its first event (where a picture or a table shows it)."""
+    groups = fold_groups(result, fold=fold, unfold=unfold)
+    hidden: set[int] = set()
+    head: dict[int, FoldGroup] = {}
+    for group in groups:
+        hidden |= group.hidden
+        head[group.first] = group
+    return groups, hidden, head
+
+
 def _group(result: DispatchResult, members: tuple[int, ...]) -> FoldGroup:
     records, calls = result.events, result.calls
     hidden: set[int] = set()
@@ -205,12 +219,7 @@ def folded_graph(
     from eda_lesson.views.graphs import _call_attributes, _event_attributes
 
     records, calls = result.events, result.calls
-    groups = fold_groups(result, fold=fold, unfold=unfold)
-    hidden: set[int] = set()
-    head: dict[int, FoldGroup] = {}
-    for group in groups:
-        hidden |= group.hidden
-        head[group.first] = group
+    groups, hidden, head = folded_index(result, fold=fold, unfold=unfold)
     graph = nx.DiGraph(name="flow", event=type(result.event).__name__, steps=len(calls))
     graph.graph["ok"] = result.ok
     graph.graph["groups"] = groups

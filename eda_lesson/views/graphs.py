@@ -405,16 +405,11 @@ def step_rows(
     A folded group of alike events (see :mod:`eda_lesson.views.folding`) is one row, where its
     first member's first step ran; ``unfold`` and ``fold=False`` as in ``draw_flow``.
     """
-    from eda_lesson.views.folding import fold_groups
+    from eda_lesson.views.folding import folded_index
 
     rows: list[StepRow] = []
     records = result.events
-    groups = fold_groups(result, fold=fold, unfold=unfold)
-    hidden: set[int] = set()
-    head: dict[int, FoldGroup] = {}
-    for group in groups:
-        hidden |= group.hidden
-        head[group.first] = group
+    _, hidden, head = folded_index(result, fold=fold, unfold=unfold)
     for record in records:
         if record.index in head:
             group = head[record.index]
