@@ -221,7 +221,8 @@ class Inbox:
     def __repr__(self) -> str:
         name = Path(self.path).name
         try:
-            count = len(self.marks())
+            with self._lock:  # a count, not every mark: an inbox grows with every event
+                count = int(self.db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
         except sqlite3.ProgrammingError:  # closed
             return f"Inbox({name!r}, closed)"
         return f"Inbox({name!r}, {plural(count, 'mark')}, {len(self.skipped)} skipped)"
