@@ -45,3 +45,14 @@ def test_the_notebook_map_links_every_notebook() -> None:
     assert notebooks
     missing = [name for name in notebooks if f"](notebooks/{name})" not in README]
     assert not missing, f"add these to the README's notebook map: {missing}"
+
+
+def test_the_notebook_map_is_the_one_generated_from_the_chapters(tmp_path: Path) -> None:
+    from eda_lesson.book.chapters import readme_map, refresh_readme
+
+    assert readme_map() in README, "run `python -m eda_lesson.book` to refresh the README's map"
+    stale = tmp_path / "README.md"
+    stale.write_text(README.replace("| 01 |", "| 1 |"))
+    assert refresh_readme(stale), "a stale map must be rewritten"
+    assert stale.read_text() == README
+    assert not refresh_readme(stale), "a fresh map is left as it is"

@@ -28,6 +28,8 @@ __all__ = [
     "execute",
     "navigation",
     "readme_badge",
+    "readme_map",
+    "refresh_readme",
     "refresh_readme_badge",
     "renumber_widget_ids",
     "repository",
@@ -110,42 +112,42 @@ CHAPTERS: tuple[Chapter, ...] = (
         "Basics",
     ),
     Chapter(
-        4,
-        "aggregates_and_unit_of_work",
-        "Aggregates and the unit of work",
-        "rules in one place; publish only what was committed",
+        5,
+        "aggregates",
+        "Aggregates",
+        "rules in one place; the aggregate decides, then records what it decided",
         "Domain-driven design",
     ),
     Chapter(
-        5,
+        7,
         "failures_retries_dead_letters",
         "Failures, retries, dead letters",
         "transient and permanent failures; replay; idempotency",
         "Reliability",
     ),
     Chapter(
-        6,
+        8,
         "async_and_concurrency",
         "Async and concurrency",
         "handlers that wait; ordering; backpressure",
         "Reliability",
     ),
     Chapter(
-        7,
+        9,
         "event_sourcing_and_projections",
         "Event sourcing and projections",
         "state as a fold of events; read models; time travel",
         "Events as the source of truth",
     ),
     Chapter(
-        8,
+        10,
         "sagas_and_process_managers",
         "Sagas and process managers",
         "one process across aggregates; compensation",
         "Events as the source of truth",
     ),
     Chapter(
-        9,
+        11,
         "outbox_and_brokers",
         "The outbox and brokers",
         "the same handlers, out of process, behind Redis Streams",
@@ -206,6 +208,31 @@ def refresh_readme_badge(path: Path) -> bool:
     """Rewrite the Binder badge of the README at ``path``; True when it changed."""
     text = path.read_text()
     updated = README_BADGE.sub(readme_badge(), text)
+    if updated == text:
+        return False
+    path.write_text(updated)
+    return True
+
+
+README_MAP = re.compile(r"(?m)^\| # \| notebook \|.*\n(?:^\|.*\n)+")
+"""The README's notebook map: a Markdown table whose header starts ``| # | notebook |``."""
+
+
+def readme_map() -> str:
+    """The README's notebook map, one row per chapter of :data:`CHAPTERS`."""
+    rows = ["| # | notebook | part | what you learn |", "| --- | --- | --- | --- |"]
+    rows += [
+        f"| {c.number:02d} | [{c.title}](notebooks/{c.filename}) | {c.part} | {c.summary} |"
+        for c in CHAPTERS
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def refresh_readme(path: Path) -> bool:
+    """Rewrite the Binder badge and the notebook map of the README at ``path``; True when
+    either changed. A README without a map gets none (nothing is appended)."""
+    text = path.read_text()
+    updated = README_MAP.sub(lambda _: readme_map(), README_BADGE.sub(readme_badge(), text))
     if updated == text:
         return False
     path.write_text(updated)
@@ -397,8 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="run them and save the outputs")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if Path("README.md").is_file() and refresh_readme_badge(Path("README.md")):
-        print("README.md: Binder badge refreshed")
+    if Path("README.md").is_file() and refresh_readme(Path("README.md")):
+        print("README.md: Binder badge and notebook map refreshed")
     for path in paths:
         changed = refresh_navigation(path)
         if args.execute:

@@ -994,7 +994,7 @@ def idempotent(
     ``name=`` when ``seen`` outlives the process and the handler is a method or a closure,
     whose identity does not (one ``name`` per handler: registrations sharing it share marks).
 
-    Limits, each shown in chapter 05: the default store lives in memory and grows without
+    Limits, each shown in chapter 07: the default store lives in memory and grows without
     end; the mark is not written in one transaction with the handler's effect (a crash
     between the two runs the handler again); two deliveries of the same event running at
     the same time (concurrent async handlers) can both get through.

@@ -11,8 +11,10 @@ shape, so it stays outside the group, drawn on its own: the exceptions stay visi
 
 :func:`folded_graph` is :func:`~eda_lesson.views.graphs.flow_graph` with each folded group
 replaced by one node of kind ``"group"``; with ``fold=False`` it holds the same nodes and
-edges as ``flow_graph``. :func:`bound_graph` cuts a graph to what fits a notebook page and
-says what it left out. Drawings, the Mermaid export and the step table all read these.
+edges as ``flow_graph``. :func:`bound_graph` cuts a graph to a number of layers and rows and
+says what it left out; :func:`page_graph` is the one page rule, :data:`PAGE_LAYERS` by
+:data:`PAGE_ROWS` boxes, that the drawings and the Mermaid export share. Drawings, the Mermaid
+export and the step table all read these.
 Nothing here dispatches or draws.
 """
 
@@ -25,22 +27,37 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx  # type: ignore[import-untyped]
 
 from eda_lesson.core.text import plural
+from eda_lesson.views.labels import shorten
 
 if TYPE_CHECKING:
     from eda_lesson.core.result import DispatchResult
 
 __all__ = [
     "FOLD_AT",
+    "PAGE",
+    "PAGE_LAYERS",
+    "PAGE_ROWS",
     "FoldGroup",
     "LeftOut",
     "bound_graph",
     "fold_groups",
     "folded_graph",
+    "page_graph",
     "shapes",
 ]
 
 FOLD_AT = 3
 """The fewest alike siblings folded into one group: two alike orders are still drawn twice."""
+
+PAGE = (12.0, 8.0)
+"""The most a cascade's picture takes, in inches: a notebook page."""
+PAGE_LAYERS = 7
+"""The most layers of a cascade a page shows (event, calls, events, ... left to right): the
+drawing's tightest spacing is made to hold this many columns in :data:`PAGE`'s width."""
+PAGE_ROWS = 12
+"""The most boxes a layer of a page shows, top to bottom (the tightest spacing holds them,
+with the title, the legend and a note saying what was left out)."""
+_NAMED = 3  # the most kinds of event (or handlers) a note names
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,11 @@ class FoldGroup:
 
 @dataclass(frozen=True)
 class LeftOut:
-    """What :func:`bound_graph` did not keep, counted in events and handler calls."""
+    """What :func:`bound_graph` did not keep, counted in events and handler calls.
+
+    >>> LeftOut(40, 80, layers=2, rows=12, names=("ShipmentRequested", "OrderShipped")).note()
+    'left out: 40 events (ShipmentRequested, OrderShipped), 80 handler calls; 2 deeper layers, ...'
+    """
 
     events: int = 0
     calls: int = 0
@@ -96,21 +117,29 @@ class LeftOut:
     """Layers cut off on the right."""
     rows: int = 0
     """Boxes cut off below the last row of a layer."""
+    names: tuple[str, ...] = ()
+    """The first few kinds of event left out (their type names, in the layout's order), or the
+    handlers' names when only calls were."""
 
     def __bool__(self) -> bool:
         return bool(self.events or self.calls)
 
     def note(self) -> str:
-        """``"left out: 40 events, 80 handler calls (2 deeper layers, 12 more rows)"``."""
-        parts = []
+        """What was left out, in one line: the picture's note and the export's comment."""
+        named = f" ({', '.join(self.names)})" if self.names else ""
+        events, calls = plural(self.events, "event"), plural(self.calls, "handler call")
+        parts = [f"left out: {events}{named if self.events else ''}, {calls}"]
+        if named and not self.events:
+            parts[0] += named
+        where = []
         if self.layers:
-            parts.append(plural(self.layers, "deeper layer"))
+            where.append(plural(self.layers, "deeper layer"))
         if self.rows:
-            parts.append(plural(self.rows, "more box", "more boxes"))
-        return (
-            f"left out: {plural(self.events, 'event')}, {plural(self.calls, 'handler call')}"
-            f" ({', '.join(parts)}); see step_table(result) for them all"
-        )
+            where.append(plural(self.rows, "more box", "more boxes"))
+        if where:
+            parts.append(", ".join(where))
+        parts.append("see step_table(result) for them all")
+        return "; ".join(parts)
 
 
 def shapes(result: DispatchResult) -> list[int]:
@@ -286,18 +315,21 @@ def bound_graph(graph: nx.DiGraph, *, layers: int, rows: int) -> tuple[nx.DiGrap
     for node, data in graph.nodes(data=True):
         key = data["index"] if data["kind"] != "call" else data["step"]
         order.setdefault(data["layer"], []).append((key, node))
-    dropped: set[Hashable] = set()
+    dropped: list[Hashable] = []
+    gone: set[Hashable] = set()
     cut_layers = cut_rows = 0
     for layer in sorted(order):
         members = sorted(order[layer], key=lambda member: member[0])
         if layer >= layers:
-            dropped.update(node for _, node in members)
+            dropped.extend(node for _, node in members)
+            gone.update(node for _, node in members)
             cut_layers += 1
             continue
         kept = 0
         for _, node in members:
-            if any(p in dropped for p in graph.predecessors(node)) or kept >= rows:
-                dropped.add(node)
+            if any(p in gone for p in graph.predecessors(node)) or kept >= rows:
+                dropped.append(node)
+                gone.add(node)
                 cut_rows += kept >= rows
             else:
                 kept += 1
@@ -305,5 +337,36 @@ def bound_graph(graph: nx.DiGraph, *, layers: int, rows: int) -> tuple[nx.DiGrap
         return graph, LeftOut()
     events = sum(graph.nodes[n]["events"] for n in dropped)
     calls = sum(graph.nodes[n]["calls"] for n in dropped)
-    kept_graph = graph.subgraph([n for n in graph.nodes if n not in dropped]).copy()
-    return kept_graph, LeftOut(events, calls, cut_layers, cut_rows)
+    kept_graph = graph.subgraph([n for n in graph.nodes if n not in gone]).copy()
+    return kept_graph, LeftOut(events, calls, cut_layers, cut_rows, _names(graph, dropped))
+
+
+def _names(graph: nx.DiGraph, dropped: list[Hashable]) -> tuple[str, ...]:
+    """The first few kinds of event among ``dropped`` (handlers, when no event is)."""
+    for kinds in (("event", "group"), ("call",)):
+        names = dict.fromkeys(
+            shorten(graph.nodes[n]["label"], 24) for n in dropped if graph.nodes[n]["kind"] in kinds
+        )
+        if names:
+            listed = list(names)[:_NAMED]
+            return (*listed, "…") if len(names) > _NAMED else tuple(listed)
+    return ()
+
+
+def page_graph(graph: nx.DiGraph) -> tuple[nx.DiGraph, LeftOut]:
+    """``graph`` cut to one page, :data:`PAGE_LAYERS` layers of at most :data:`PAGE_ROWS`
+    boxes, and what was left out: the rule the drawings and the Mermaid export share. A graph
+    that fits is returned as it is, with nothing left out.
+
+    >>> from eda_lesson import EventBus
+    >>> from eda_lesson.shop.events import OrderPaid, ShipmentRequested
+    >>> bus = EventBus()
+    >>> _ = bus.register(OrderPaid, lambda paid: [ShipmentRequested(f"o-{n}") for n in range(40)])
+    >>> result = bus.dispatch(OrderPaid("o", 1.0))
+    >>> graph, left_out = page_graph(folded_graph(result, fold=False))
+    >>> left_out.note()
+    'left out: 28 events (ShipmentRequested), 0 handler calls; 28 more boxes; see step_table...'
+    >>> sum(1 for _, layer in graph.nodes(data="layer") if layer == 2) == PAGE_ROWS
+    True
+    """
+    return bound_graph(graph, layers=PAGE_LAYERS, rows=PAGE_ROWS)

@@ -1,6 +1,6 @@
 """Exercise checks: run a learner's answer, say what is wrong and give a hint.
 
-Each notebook has a module here (``nb01``, ``nb02``, ...) whose check functions a notebook calls
+Each notebook has a module here (``domain_events``, ``handlers_and_registration``, ...) whose check functions a notebook calls
 on the learner's code: ``check.ex1(OrderShipped)``. A check is a plain function decorated with
 :func:`exercise`; inside, :func:`expect` states one requirement at a time, in the order a learner
 meets them, so the feedback names the first thing to fix. Whatever the learner's code raises

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from eda_lesson.book.exercises import Feedback
-from eda_lesson.book.exercises import nb08 as check
+from eda_lesson.book.exercises import sagas_and_process_managers as check
 from eda_lesson.patterns.saga import StateMachine
 from eda_lesson.patterns.store import EventStore
 from eda_lesson.shop.fulfilment import (

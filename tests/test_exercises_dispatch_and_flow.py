@@ -12,7 +12,7 @@ from typing import Any
 
 from eda_lesson import DispatchResult, EventBus, Handler, handler_name
 from eda_lesson.book.exercises import Feedback
-from eda_lesson.book.exercises import nb03 as check
+from eda_lesson.book.exercises import dispatch_and_flow as check
 from eda_lesson.shop.events import OrderPaid, OrderShipped, ShipmentRequested
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from eda_lesson import DispatchResult, EventBus
 from eda_lesson.book.exercises import Feedback
-from eda_lesson.book.exercises import nb07 as check
+from eda_lesson.book.exercises import event_sourcing_and_projections as check
 from eda_lesson.patterns.event_methods import applies
 from eda_lesson.patterns.projections import Projection
 from eda_lesson.patterns.store import ConcurrencyError, EventStore

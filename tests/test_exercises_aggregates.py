@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from eda_lesson import DispatchResult, EventBus
 from eda_lesson.book.exercises import Feedback
-from eda_lesson.book.exercises import nb04 as check
-from eda_lesson.book.exercises.nb04 import OrderReturned
+from eda_lesson.book.exercises import aggregates as check
+from eda_lesson.book.exercises.aggregates import OrderReturned
 from eda_lesson.patterns.aggregate import DomainError
 from eda_lesson.patterns.event_methods import applies
 from eda_lesson.patterns.store import ConcurrencyError, EventStore

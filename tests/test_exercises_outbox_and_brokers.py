@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eda_lesson.book.exercises import nb09 as check
+from eda_lesson.book.exercises import outbox_and_brokers as check
 
 # ---------------------------------------------------------------------- exercise 1
 

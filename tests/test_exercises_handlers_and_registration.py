@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from eda_lesson import EventBus
-from eda_lesson.book.exercises import nb02 as check
+from eda_lesson.book.exercises import handlers_and_registration as check
 from eda_lesson.shop.events import (
     OrderCancelled,
     OrderCreated,

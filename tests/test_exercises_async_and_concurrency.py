@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from eda_lesson import DispatchResult
-from eda_lesson.book.exercises import nb06 as check
+from eda_lesson.book.exercises import async_and_concurrency as check
 from eda_lesson.core.asyncbus import AsyncEventBus, EventQueue, partial_result
 from eda_lesson.core.clock import current_clock
 from eda_lesson.shop.events import OrderPaid

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from eda_lesson.book.exercises import nb01 as check
-from eda_lesson.book.exercises.nb01 import Cart
+from eda_lesson.book.exercises import domain_events as check
+from eda_lesson.book.exercises.domain_events import Cart
 from eda_lesson.shop.events import OrderCreated, OrderEvent
 
 # ---------------------------------------------------------------------- exercise 1

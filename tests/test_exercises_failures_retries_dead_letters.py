@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from eda_lesson import EventBus
-from eda_lesson.book.exercises import nb05 as check
+from eda_lesson.book.exercises import failures_retries_dead_letters as check
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.messages import Message
 from eda_lesson.core.middleware import (

@@ -3,7 +3,7 @@ answer, saying what to fix, and passes on the published solution."""
 
 from __future__ import annotations
 
-from eda_lesson.book.exercises import nb00 as check
+from eda_lesson.book.exercises import start_here as check
 from eda_lesson.shop.events import OrderCreated
 
 # ---------------------------------------------------------------------- exercise 1
