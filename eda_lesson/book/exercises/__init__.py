@@ -1,9 +1,10 @@
 """Exercise checks: run a learner's answer, say what is wrong and give a hint.
 
-Each notebook has a module here (``domain_events``, ``handlers_and_registration``, ...) whose check functions a notebook calls
-on the learner's code: ``check.ex1(OrderShipped)``. A check is a plain function decorated with
-:func:`exercise`; inside, :func:`expect` states one requirement at a time, in the order a learner
-meets them, so the feedback names the first thing to fix. Whatever the learner's code raises
+Each notebook has a module here, named by its chapter's slug (``domain_events``,
+``handlers_and_registration``, ...), whose check functions the notebook calls on the learner's
+code: ``check.ex1(OrderShipped)``. A check is a plain function decorated with :func:`exercise`;
+inside, :func:`expect` states one requirement at a time, in the order a learner meets them, so
+the feedback names the first thing to fix. Whatever the learner's code raises
 becomes feedback too, never a traceback.
 
 The checks never change the learner's objects and print nothing: they return :class:`Feedback`,
