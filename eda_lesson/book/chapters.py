@@ -112,10 +112,24 @@ CHAPTERS: tuple[Chapter, ...] = (
         "Basics",
     ),
     Chapter(
+        4,
+        "commands_and_the_message_bus",
+        "Commands and the message bus",
+        "requests with one handler; handlers with dependencies; one queue for both",
+        "Domain-driven design",
+    ),
+    Chapter(
         5,
         "aggregates",
         "Aggregates",
         "rules in one place; the aggregate decides, then records what it decided",
+        "Domain-driven design",
+    ),
+    Chapter(
+        6,
+        "unit_of_work",
+        "The unit of work",
+        "save, then publish; optimistic concurrency",
         "Domain-driven design",
     ),
     Chapter(
@@ -152,6 +166,13 @@ CHAPTERS: tuple[Chapter, ...] = (
         "The outbox and brokers",
         "the same handlers, out of process, behind Redis Streams",
         "Out of process",
+    ),
+    Chapter(
+        12,
+        "capstone_returns_and_refunds",
+        "Capstone: returns and refunds",
+        "one feature end to end: command, rule, events, projection, saga, outbox",
+        "Capstone",
     ),
 )
 
