@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -540,7 +541,6 @@ def test_unusual_but_valid_payloads_take_the_long_way_and_still_read(
         ' {"order_id": "o-1", "amount": 2.5}\n',  # blanks around it
         '{"order_id": "o\\u002d1", "amount": 2.5}',  # an escape
         b'{"order_id": "o-1", "amount": 2.5}',  # bytes, as some brokers hand them over
-        '{"order_id": "o-1", "amount": 2.5, "order_id": "o-1"}',  # a repeated key
     ):
         assert registry.from_json("OrderPaid", 1, payload) == expected
 
@@ -664,3 +664,74 @@ def test_whatever_from_json_accepts_to_json_writes_back(
     except MalformedEventError:
         return
     assert registry.from_json(*registry.to_json(read)) == read
+
+
+# ---------------------------------------------------------------------- read what was written, only
+
+
+@pytest.mark.parametrize(
+    ("payload", "key"),
+    [
+        ('{"order_id":"o-1","amount":1.0,"order_id":"o-2"}', "order_id"),
+        ('{"order_id":"o-1","amount":1.0,"amount":2.0}', "amount"),
+        (b'{"order_id":"o-1","order_id":"o-1","amount":1.0}', "order_id"),  # same value twice
+        (
+            '{"order_id":"o-1","customer_id":"c","total":1.0,'
+            '"items":[{"sku":"a","quantity":1,"sku":"b"}]}',
+            "sku",
+        ),  # nested, in a line item
+    ],
+)
+def test_a_key_given_twice_is_refused_instead_of_keeping_the_last(
+    payload: str | bytes, key: str
+) -> None:
+    registry = EventRegistry.of(OrderCreated, OrderPaid)
+    name = "OrderCreated" if "customer_id" in str(payload) else "OrderPaid"
+    with pytest.raises(MalformedEventError, match=f"the key '{key}' appears twice in one object"):
+        registry.from_json(name, 1, payload)
+
+
+def test_the_same_keys_once_each_are_read_as_before() -> None:
+    registry = EventRegistry.of(OrderPaid)
+    assert registry.from_json("OrderPaid", 1, '{"amount":1.0,"order_id":"o-1"}') == OrderPaid(
+        "o-1", 1.0
+    )
+
+
+@dataclass(frozen=True)
+class Charged:
+    order_id: str
+    amount: float
+
+
+@pytest.mark.parametrize(
+    ("upcast", "problem"),
+    [
+        (lambda old: {**old, "amount": float("nan")}, "ValueError"),
+        (lambda old: {**old, "amount": float("inf")}, "ValueError"),
+        (lambda old: {"order_id": "o-\ud800", "amount": 1.0}, "lone surrogate"),
+        (lambda old: {"order_id": "o-1", "amount": 1.0, "seen": {1, 2}}, "TypeError"),
+    ],
+)
+def test_what_an_upcaster_returns_must_be_writable_too(
+    upcast: Callable[[dict[str, Any]], dict[str, Any]], problem: str
+) -> None:
+    registry = EventRegistry()
+    registry.register(Charged, version=2)
+    registry.upcaster("Charged", 1, upcast)
+    with pytest.raises(
+        MalformedEventError, match="the upcasters from v1 returned fields"
+    ) as caught:
+        registry.from_json("Charged", 1, '{"order_id":"o-1"}')
+    assert problem in str(caught.value) and "fix the upcaster" in str(caught.value)
+
+
+def test_a_good_upcaster_still_reads_and_what_it_reads_writes_back() -> None:
+    registry = EventRegistry()
+    registry.register(Charged, version=2)
+    registry.upcaster(
+        "Charged", 1, lambda old: {"order_id": old["order_id"], "amount": old["cents"] / 100}
+    )
+    event = registry.from_json("Charged", 1, '{"order_id":"o-\u00e9","cents":250}')
+    assert event == Charged("o-\u00e9", 2.5)
+    assert registry.from_json(*registry.to_json(event)) == event

@@ -77,6 +77,39 @@ def test_one_unwritable_event_fails_the_whole_append_and_writes_nothing(
     assert _rows_on_disk(path) == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (OrderPaid("o-1", "42"), r"OrderPaid\.amount should be a number"),  # type: ignore[arg-type]
+        (OrderCreated(123, "c-7", 1.0), r"order_id should be a string"),  # type: ignore[arg-type]
+        (OrderCreated("o-1", None, 1.0), r"customer_id should be a string"),  # type: ignore[arg-type]
+        (OrderPaid("o-\udc80", 1.0), "lone surrogate"),
+        (OrderCreated("o-1", "c", 1.0, [LineItem("b")]), r"items should be a tuple"),  # type: ignore[arg-type]
+    ],
+)
+def test_an_in_memory_store_given_the_registry_refuses_what_the_sqlite_store_refuses(
+    bad: object, problem: str
+) -> None:
+    store = InMemoryEventStore(order_registry())
+    store.append("order-o-1", [CREATED], 0)
+    with pytest.raises(UnwritableEventError, match=problem) as caught:
+        store.append("order-o-1", [PAID, bad, OrderPaid("o-1", 1.0)], expected_version=1)
+    assert str(caught.value).startswith("append to 'order-o-1' (event 2 of 3): cannot write")
+    assert store.version("order-o-1") == 1 and len(store) == 1
+    assert [stored.event for stored in store.read_all()] == [CREATED]
+
+
+def test_an_in_memory_store_without_a_registry_keeps_any_object_and_refuses_a_wrong_registry() -> (
+    None
+):
+    store = InMemoryEventStore()
+    odd = OrderPaid("o-1", "42")  # type: ignore[arg-type]
+    store.append("order-o-1", [odd], 0)
+    assert store.read("order-o-1")[0].event is odd
+    with pytest.raises(TypeError, match="registry is an EventRegistry"):
+        InMemoryEventStore({"OrderPaid": OrderPaid})  # type: ignore[arg-type]
+
+
 def test_after_a_refused_append_the_aggregate_and_every_projection_still_load(
     path: Path,
 ) -> None:
@@ -405,3 +438,43 @@ def test_a_log_that_cannot_be_read_in_a_folder_that_cannot_be_written_is_named(
     )
     assert status == "error" and message.startswith("StoreOpenError:")
     assert "its wal file holds changes not yet in the main file" in message
+
+
+def test_a_store_read_as_the_file_stands_sees_what_was_appended_after_it_was_opened(
+    shared_folder: Path,
+) -> None:
+    """SQLite's "immutable" reading trusts the file never to change; if somebody who may write
+    (here root, whom permissions do not stop) appends after we opened, we must not answer
+    from the stale copy."""
+    path = _store_file(shared_folder / "events.db", events=1)
+    path.chmod(0o666)
+    shared_folder.chmod(0o555)
+    context = multiprocessing.get_context("fork")
+    opened, appended, results = context.Event(), context.Event(), context.Queue()
+
+    def reader() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+        with SQLiteEventStore(path, order_registry()) as store:
+            before = [stored.event for stored in store.read("order-o-1")]
+            opened.set()
+            appended.wait(30)
+            after = [stored.event for stored in store.read("order-o-1")]
+            everything = [stored.event for stored in store.read_all()]
+            results.put(
+                (store.read_only_reason, before, after, everything, store.version("order-o-1"))
+            )
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the writer must write where the reader may not")
+    process = context.Process(target=reader)
+    process.start()
+    assert opened.wait(30)
+    with SQLiteEventStore(path, order_registry()) as writer:
+        writer.append("order-o-1", [PAID], expected_version=1)
+    appended.set()
+    reason, before, after, everything, version = results.get(timeout=60)
+    process.join(timeout=60)
+    assert "read as the file stands" in reason
+    assert before == [CREATED]
+    assert after == everything == [CREATED, PAID] and version == 2

@@ -64,11 +64,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice: plain json keeps the last one,
+    so ``{"order_id": "o-1", "order_id": "o-2"}`` would be read as an event for o-2 although
+    no writer of ours ever wrote it (a corrupt row, a forged broker entry)."""
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return fields
+
+
 # One encoder and one decoder for the whole module: json.dumps and json.loads with keyword
 # arguments build a new one on every call, which costs more than a small event. Reading
-# refuses NaN and Infinity, as writing does (allow_nan=False).
+# refuses NaN and Infinity, as writing does (allow_nan=False), and a key given twice.
 _to_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 _from_text = _decoder.decode
 # The scanner under decode(): one call where decode() makes three (and two regex matches).
 # Anything it does not take whole (leading or trailing blanks, an error) goes to decode().
@@ -372,6 +384,7 @@ class EventRegistry:
             data = _parse_object(entry, name, version, payload)
         if version != entry.version:
             data = self.upcast(name, version, data)
+            _refuse_unwritable_upcast(name, version, entry, data)
         try:
             return entry.decode(data)
         except _MismatchError as error:
@@ -411,13 +424,32 @@ class EventRegistry:
         return payload
 
 
+def _refuse_unwritable_upcast(name: str, version: int, entry: _Entry, data: dict[str, Any]) -> None:
+    """Upcasters are our code, not the stored text: what they return must be what writing
+    accepts too (JSON values, finite numbers, valid Unicode), or the event read could not be
+    written again (to a projection's store, to a broker)."""
+    try:
+        text = _to_text(data)
+    except (ValueError, TypeError) as error:
+        problem: str | None = f"{type(error).__name__}: {error}"
+    else:
+        problem = None if text.isascii() else _find_bad_text(data, entry.cls.__qualname__)
+    if problem is not None:
+        raise MalformedEventError(
+            f"{name}: the upcasters from v{version} returned fields that cannot be written "
+            f"back ({problem}); fix the upcaster"
+        )
+
+
 def _parse_object(entry: _Entry, name: str, version: int, payload: object) -> dict[str, Any]:
     """The JSON object of ``payload``, or a MalformedEventError saying why there is none."""
     try:
         if isinstance(payload, str):
             data = _from_text(payload)
         elif isinstance(payload, (bytes, bytearray)):
-            data = json.loads(payload, parse_constant=_refuse_constant)
+            data = json.loads(
+                payload, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
+            )
         else:
             raise TypeError(f"a payload is JSON text, not {type(payload).__name__}")
     except (ValueError, TypeError, RecursionError) as error:

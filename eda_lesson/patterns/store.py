@@ -300,6 +300,9 @@ class InMemoryEventStore:
 
     It keeps the event objects themselves (events are immutable, so sharing them is safe),
     so it needs no registry and is as fast as a store can be. Nothing survives the process.
+    Give it the ``registry`` a :class:`SQLiteEventStore` would use, and it refuses, before
+    anything is stored, every event that store would refuse: moving from memory to a file
+    then cannot turn a passing test into an append that fails.
 
     >>> from eda_lesson.shop.events import OrderCreated, OrderPaid
     >>> store = InMemoryEventStore()
@@ -311,13 +314,20 @@ class InMemoryEventStore:
     ['OrderCreated', 'OrderPaid']
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: EventRegistry | None = None) -> None:
+        if registry is not None and not isinstance(registry, EventRegistry):
+            raise TypeError(
+                f"registry is an EventRegistry (or None, to check nothing), got {registry!r}"
+            )
+        self.registry = registry
         self._streams: dict[str, list[StoredEvent]] = {}
         self._log: list[StoredEvent] = []
         self._lock = threading.Lock()
 
     def append(self, stream_id: str, events: Iterable[object], expected_version: int) -> int:
         batch = _checked_append(stream_id, events, expected_version)
+        if self.registry is not None:
+            _encoded(self.registry, stream_id, batch, expected_version)
         with self._lock:
             stream = self._streams.get(stream_id, [])
             if len(stream) != expected_version:
@@ -486,6 +496,8 @@ class SQLiteEventStore:
         """True when appends are refused: opened with read_only=True, or not writable."""
         self.read_only_reason = ""
         self._lock = threading.Lock()
+        self._file_stamp: tuple[object, ...] | None = None
+        """Set while the file is read as it stands ("immutable"): what it looked like then."""
         self._db = self._connect(read_only)
 
     # ------------------------------------------------------------------ opening
@@ -569,8 +581,31 @@ class SQLiteEventStore:
             except sqlite3.DatabaseError as again:
                 raise StoreOpenError(self.path, _open_problem(again, self.path)) from None
             reason += "; read as the file stands, since nobody can write in its folder"
+            self._file_stamp = self._stamp()
         self.read_only, self.read_only_reason = True, reason
         return db
+
+    def _stamp(self) -> tuple[object, ...]:
+        """What the store's files look like now: any write changes the main file or its log."""
+
+        def of(path: str) -> tuple[int, int, int] | None:
+            try:
+                status = os.stat(path)
+            except OSError:
+                return None
+            return status.st_ino, status.st_size, status.st_mtime_ns
+
+        return of(self.path), of(self.path + "-wal"), of(self.path + "-journal")
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection to read through. SQLite reads an "immutable" file as it was when
+        opened, so if the files changed since (the folder was made writable and somebody
+        appended), open it again, rather than answer from a stale copy."""
+        if self._file_stamp is not None and self._stamp() != self._file_stamp:
+            stale, self._file_stamp = self._db, None
+            self._db = self._open_read_only(self.read_only_reason.split(";")[0])
+            stale.close()
+        return self._db
 
     def _read_only_connection(self, uri: str) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -650,16 +685,7 @@ class SQLiteEventStore:
     ) -> list[tuple[Any, ...]]:
         """The rows to insert. Every event is encoded (and checked) before the transaction
         starts, so one that cannot be written fails the append with nothing written."""
-        to_json = self.registry.to_json
-        try:
-            return [
-                (stream_id, version, *to_json(event))
-                for version, event in enumerate(batch, start=expected_version + 1)
-            ]
-        except UnwritableEventError as error:
-            number = next(i for i, event in enumerate(batch, 1) if _refused(to_json, event))
-            where = f"append to {stream_id!r} (event {number} of {len(batch)})"
-            raise UnwritableEventError(error.event_type, error.problem, where) from None
+        return _encoded(self.registry, stream_id, batch, expected_version)
 
     # ------------------------------------------------------------------ reading
 
@@ -729,11 +755,11 @@ class SQLiteEventStore:
         hold :class:`_NotText` where it was not)."""
         with self._lock:
             try:
-                return self._db.execute(query, parameters).fetchall(), True
+                return self._reader().execute(query, parameters).fetchall(), True
             except sqlite3.OperationalError as error:
                 if "UTF-8" not in str(error):  # "Could not decode to UTF-8 column ..."
                     raise
-                raw = self._db.execute(as_bytes, parameters).fetchall()
+                raw = self._reader().execute(as_bytes, parameters).fetchall()
         return [_decode_row(row, text) for row in raw], False
 
     def _decode_until_corrupt(
@@ -771,27 +797,34 @@ class SQLiteEventStore:
         """The stored rows after ``from_position`` as written, JSON and all (to look at)."""
         after = min(_checked_from(from_position, "from_position"), _LARGEST)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT position, stream_id, version, event_type, schema_version, payload "
-                "FROM events WHERE position > ? ORDER BY position",
-                (after,),
-            ).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT position, stream_id, version, event_type, schema_version, payload "
+                    "FROM events WHERE position > ? ORDER BY position",
+                    (after,),
+                )
+                .fetchall()
+            )
         return [StoredRow(*row) for row in rows]
 
     def version(self, stream_id: str) -> int:
         _checked_stream_id(stream_id)
         with self._lock:
-            return int(self._db.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0)
+            return int(self._reader().execute(_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0)
 
     def last_position(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0)
+            last = self._reader().execute("SELECT MAX(position) FROM events").fetchone()[0]
+        return int(last or 0)
 
     def stream_ids(self) -> list[str]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT stream_id FROM events GROUP BY stream_id ORDER BY MIN(position)"
-            ).fetchall()
+            rows = (
+                self._reader()
+                .execute("SELECT stream_id FROM events GROUP BY stream_id ORDER BY MIN(position)")
+                .fetchall()
+            )
         return [stream_id for (stream_id,) in rows]
 
     def describe(self, limit: int = 20) -> str:
@@ -812,14 +845,16 @@ class SQLiteEventStore:
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return int(self._reader().execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def __repr__(self) -> str:
         try:
             with self._lock:
-                events, streams = self._db.execute(
-                    "SELECT COUNT(*), COUNT(DISTINCT stream_id) FROM events"
-                ).fetchone()
+                events, streams = (
+                    self._reader()
+                    .execute("SELECT COUNT(*), COUNT(DISTINCT stream_id) FROM events")
+                    .fetchone()
+                )
         except sqlite3.ProgrammingError:  # closed
             return f"SQLiteEventStore({self.path!r}, closed)"
         read_only = ", read-only" if self.read_only else ""
@@ -858,6 +893,23 @@ def _decode_row(row: tuple[Any, ...], text: tuple[bool, ...]) -> tuple[Any, ...]
         values.append(value)
         index += 2
     return tuple(values)
+
+
+def _encoded(
+    registry: EventRegistry, stream_id: str, batch: list[object], expected_version: int
+) -> list[tuple[Any, ...]]:
+    """``(stream_id, version, type, version of the type, json)`` for each event of ``batch``;
+    UnwritableEventError naming the first event that cannot be written, and where."""
+    to_json = registry.to_json
+    try:
+        return [
+            (stream_id, version, *to_json(event))
+            for version, event in enumerate(batch, start=expected_version + 1)
+        ]
+    except UnwritableEventError as error:
+        number = next(i for i, event in enumerate(batch, 1) if _refused(to_json, event))
+        where = f"append to {stream_id!r} (event {number} of {len(batch)})"
+        raise UnwritableEventError(error.event_type, error.problem, where) from None
 
 
 def _clip(text: str, limit: int = 80) -> str:
