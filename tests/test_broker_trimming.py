@@ -73,6 +73,12 @@ def _ids(client: redis.Redis) -> list[str]:
     return [entry_id for entry_id, _ in client.xrange("orders")]
 
 
+def connect_raw(client: redis.Redis) -> redis.Redis:
+    """The same server, replies as bytes."""
+    return redis.Redis(connection_pool=redis.ConnectionPool(**{
+        **client.connection_pool.connection_kwargs, "decode_responses": False}))  # fmt: skip
+
+
 def _trim(client: redis.Redis, **options: Any) -> TrimReport:
     options = {"keep_stream_ms": 0, "approximate": False, **options}
     return trim_group(client, "orders", "shop", **options)
@@ -173,15 +179,117 @@ def test_a_lagging_group_remembers_its_processed_ids(client: redis.Redis) -> Non
     assert _ids(client)[0] == "2000-0"
 
 
-def test_ids_marked_before_their_times_were_kept_are_never_forgotten(
+def test_ids_marked_without_a_time_are_dated_by_the_trim_that_finds_them_then_forgotten(
     client: redis.Redis,
 ) -> None:
-    client.hset(KEYS.processed, "evt-old", "w0")
+    client.hset(KEYS.processed, "evt-old", "w0")  # marked by hand, or by an older version
     _fill(client)
-    _consumer(client).process_batch(wait=False)
-    # Even remembering nothing beyond the group's position keeps ids of that very millisecond.
+    consumer = _consumer(client)
+    consumer.process_batch(wait=False)
+    # Remembering nothing beyond the group's position keeps ids of that very millisecond:
+    # evt-10, and evt-old, dated now (10000 ms, where the group stands).
     assert _trim(client, remember_processed_ms=0).processed == 9
     assert processed_by(client, "orders", "shop") == {"evt-old": "w0", "evt-10": "shop-1"}
+    assert client.zscore(KEYS.processed_times, "evt-old") == 10_000
+    _add(client, 20_000, "evt-20")
+    consumer.process_batch(wait=False)
+    assert _trim(client, remember_processed_ms=5000).processed == 2
+    assert processed_by(client, "orders", "shop") == {"evt-20": "shop-1"}
+
+
+def test_a_time_already_kept_is_never_moved_by_the_dating(client: redis.Redis) -> None:
+    _fill(client, count=3)
+    _consumer(client).process_batch(wait=False)
+    client.hset(KEYS.processed, "evt-hand", "w0")
+    _trim(client, remember_processed_ms=10**9)
+    assert client.zscore(KEYS.processed_times, "evt-1") == 1000
+    assert client.zscore(KEYS.processed_times, "evt-hand") == 3000
+
+
+# ---------------------------------------------------------------------- trimming is atomic
+
+
+def test_a_group_created_at_id_0_after_the_point_was_worked_out_keeps_every_entry(
+    client: redis.Redis,
+) -> None:
+    from eda_lesson.transport.redis_streams import _trim_below
+
+    _fill(client)
+    _consumer(client).process_batch(wait=False)
+    stale = safe_trim_point(client, "orders")
+    assert stale == "10000-0", "everything but the newest entry could go"
+    client.xgroup_create("orders", "late", id="0")  # between working it out and trimming
+    assert _trim_below(client, "orders", stale, approximate=False) == (0, "0-1")
+    assert len(_ids(client)) == 10
+
+
+def test_a_group_moved_back_with_setid_after_the_point_was_worked_out_keeps_its_entries(
+    client: redis.Redis,
+) -> None:
+    from eda_lesson.transport.redis_streams import _trim_below
+
+    _fill(client)
+    _consumer(client).process_batch(wait=False)
+    client.xgroup_create("orders", "audit", id="$")
+    stale = safe_trim_point(client, "orders")
+    client.xgroup_setid("orders", "audit", id="4000-0")  # audit wants 4000-1 on again
+    removed, kept_from = _trim_below(client, "orders", stale or "", approximate=False)
+    assert kept_from == "4000-1" and removed == 4
+    assert _ids(client)[0] == "5000-0"
+
+
+def test_a_group_with_pending_entries_created_meanwhile_keeps_its_oldest_pending(
+    client: redis.Redis,
+) -> None:
+    from eda_lesson.transport.redis_streams import _trim_below
+
+    _fill(client)
+    _consumer(client).process_batch(wait=False)
+    stale = safe_trim_point(client, "orders")
+    client.xgroup_create("orders", "audit", id="2000-0")
+    client.xreadgroup("audit", "a1", {"orders": ">"}, count=8)  # 3000-0 .. 10000-0 pending
+    assert _trim_below(client, "orders", stale or "", approximate=False) == (2, "3000-0")
+
+
+# ---------------------------------------------------------------------- held entries
+
+
+def _hold(client: redis.Redis, stream: str, count: int) -> None:
+    for n in range(count):
+        client.xadd(stream, {"event_id": f"bad-{n}", "held:reason": "test"})
+
+
+def test_held_entries_are_trimmed_by_count_and_the_report_says_how_many(
+    client: redis.Redis,
+) -> None:
+    _fill(client)
+    _consumer(client).process_batch(wait=False)
+    _hold(client, KEYS.dead_letters, 30)
+    _hold(client, KEYS.parked, 5)
+    report = _trim(client, keep_held=10)
+    assert report.held == 20
+    assert client.xlen(KEYS.dead_letters) == 10 and client.xlen(KEYS.parked) == 5
+    newest = [fields[b"event_id"] for _, fields in connect_raw(client).xrange(KEYS.dead_letters)]
+    assert newest == [f"bad-{n}".encode() for n in range(20, 30)], "the newest stay"
+    assert "20 held entries trimmed" in repr(report)
+
+
+def test_held_entries_are_trimmed_by_age_on_the_servers_clock(client: redis.Redis) -> None:
+    seconds, _ = client.time()
+    now_ms = int(seconds) * 1000
+    client.xadd(KEYS.dead_letters, {"event_id": "ancient"}, id=f"{now_ms - 40 * 86_400_000}-0")
+    client.xadd(KEYS.dead_letters, {"event_id": "recent"}, id=f"{now_ms - 86_400_000}-0")
+    assert _trim(client).held == 1, "30 days by default"
+    assert client.xlen(KEYS.dead_letters) == 1
+    assert _trim(client, keep_held_ms=None, keep_held=None).held == 0
+
+
+def test_held_entries_are_all_kept_when_asked(client: redis.Redis) -> None:
+    _hold(client, KEYS.parked, 50)
+    assert _trim(client, keep_held=None, keep_held_ms=None).held == 0
+    assert client.xlen(KEYS.parked) == 50
+    with pytest.raises(ValueError, match="keep_held"):
+        _trim(client, keep_held=-1)
 
 
 def test_forgetting_goes_in_chunks_and_the_next_trim_goes_on(client: redis.Redis) -> None:

@@ -96,11 +96,18 @@ processed-ids record by a rule that never loses work:
   event can only arrive later than the original if a relay re-sent it, so that setting must
   exceed the longest a relay can stay down between publishing and marking (7 days by
   default). The times are kept in a sorted set beside the hash (:attr:`StreamKeys.processed_times`);
-  ids marked before it existed are never forgotten.
+  an id found without a time (marked before the set existed, or by hand) is given the time
+  of the trim that found it, and forgotten that long after.
+* Working out the point and trimming are one atomic step (a script that looks at the groups
+  again), so a group created at id 0 or moved back with XGROUP SETID meanwhile keeps its
+  entries. Entries trimmed before such a group existed are gone: ``keep_stream_ms`` is the
+  margin for groups added late.
+* The dead-letter and parking streams keep 30 days and at most a million entries each by
+  default (``keep_held_ms``, ``keep_held``; None keeps all): held entries are for people to
+  look at and replay, and a flood of bad input must not fill the server.
 
 What this module does not do: run the loop, handle signals or reconnect (that is
-:mod:`eda_lesson.transport.worker`), or trim the dead-letter and parking streams (they hold
-work someone has to look at; they grow only with bad or unknown input).
+:mod:`eda_lesson.transport.worker`).
 """
 
 from __future__ import annotations
@@ -772,11 +779,14 @@ class TrimReport(NamedTuple):
     """Processed ids forgotten."""
     kept_from: str = ""
     """The stream entry id below which entries could go ("" when none could)."""
+    held: int = 0
+    """Dead letters and parked entries removed for age or count."""
 
     def __repr__(self) -> str:
+        held = f", {self.held} held entries trimmed" if self.held else ""
         return (
             f"TrimReport({plural(self.entries, 'entry', 'entries')} trimmed, "
-            f"{self.processed} processed ids forgotten)"
+            f"{self.processed} processed ids forgotten{held})"
         )
 
 
@@ -1633,6 +1643,48 @@ return #ids
 """
 
 
+# Atomic: the groups are looked at again in the same step that trims, so a group created at
+# id 0, or moved back with XGROUP SETID, after the point was worked out still keeps its entries.
+_TRIM_BELOW = """
+local function parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local function before(a, b)
+  local am, as = parts(a)
+  local bm, bs = parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+local point = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, point} end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local last = info['last-delivered-id']
+  local dash = string.find(last, '-', 1, true)
+  local _, seq = parts(last)
+  local need = string.sub(last, 1, dash) .. string.format('%d', seq + 1)
+  if tonumber(info['pending']) > 0 then
+    local oldest = redis.call('XPENDING', KEYS[1], info['name'])[2]
+    if oldest and before(oldest, need) then need = oldest end
+  end
+  if before(need, point) then point = need end
+end
+if ARGV[2] == '1' then
+  return {redis.call('XTRIM', KEYS[1], 'MINID', '~', point), point}
+end
+return {redis.call('XTRIM', KEYS[1], 'MINID', point), point}
+"""
+
+
+def _trim_below(client: redis.Redis, stream: str, point: str, approximate: bool) -> tuple[int, str]:
+    """XTRIM MINID ``point``, lowered first to what any group needs at that moment."""
+    script = client.register_script(_TRIM_BELOW)
+    with talking_to(client):
+        removed, kept_from = script(keys=[stream], args=[point, int(approximate)], client=client)
+    return int(removed), _str(kept_from)
+
+
 def trim_group(
     client: redis.Redis,
     stream: str,
@@ -1640,6 +1692,8 @@ def trim_group(
     *,
     keep_stream_ms: int = 24 * 3600 * 1000,
     remember_processed_ms: int = 7 * 24 * 3600 * 1000,
+    keep_held_ms: int | None = 30 * 24 * 3600 * 1000,
+    keep_held: int | None = 1_000_000,
     approximate: bool = True,
     chunk: int = 1000,
     max_chunks: int = 100,
@@ -1648,20 +1702,28 @@ def trim_group(
     ``group`` carried by entries more than ``remember_processed_ms`` older than the oldest
     entry the group still needs (see the module docstring for why that is safe).
 
+    The group's dead-letter and parking streams keep what was held in the last
+    ``keep_held_ms`` (by the server's clock), and at most ``keep_held`` entries each: they are
+    for people to look at, but a flood of bad input must not fill the server. ``None`` keeps
+    them all. The report counts what went, so a worker can log it.
+
     ``approximate`` lets Redis trim whole internal nodes only (cheaper; it never trims more).
     At most ``chunk * max_chunks`` processed ids are forgotten per call; the next call goes on.
     """
     _check_positive("keep_stream_ms", keep_stream_ms, allow_zero=True)
     _check_positive("remember_processed_ms", remember_processed_ms, allow_zero=True)
+    for name, limit in (("keep_held_ms", keep_held_ms), ("keep_held", keep_held)):
+        if limit is not None:
+            _check_positive(name, limit, allow_zero=True)
     keys = StreamKeys(stream, group)
     point = safe_trim_point(client, stream, keep_ms=keep_stream_ms)
-    removed = 0
+    removed, kept_from = 0, ""
     if point is not None:
-        with talking_to(client):
-            removed = int(client.xtrim(stream, minid=point, approximate=approximate))
+        removed, kept_from = _trim_below(client, stream, point, approximate)
     position = _group_positions(client, stream).get(group)
     forgotten = 0
     if position is not None:
+        _date_undated_marks(client, keys, _id_ms(position), chunk, max_chunks)
         cutoff = _id_ms(position) - remember_processed_ms
         script = client.register_script(_FORGET)
         for _ in range(max_chunks):
@@ -1671,7 +1733,42 @@ def trim_group(
             forgotten += count
             if count < chunk:
                 break
-    return TrimReport(removed, forgotten, point or "")
+    held = _trim_held(client, keys, keep_held_ms, keep_held)
+    return TrimReport(removed, forgotten, kept_from, held)
+
+
+def _date_undated_marks(
+    client: redis.Redis, keys: StreamKeys, now_ms: int, chunk: int, max_chunks: int
+) -> int:
+    """Give a time to processed ids that have none (marked by a version that kept no times,
+    or by hand), as if marked now: otherwise they would be remembered for ever."""
+    with talking_to(client):
+        if int(client.hlen(keys.processed)) <= int(client.zcard(keys.processed_times)):
+            return 0
+        dated, cursor = 0, 0
+        for _ in range(max_chunks):
+            cursor, marks = client.hscan(keys.processed, cursor, count=chunk)
+            if marks:
+                scored = [part for event_id in marks for part in (now_ms, event_id)]
+                dated += int(_raw(client, "ZADD", keys.processed_times, "NX", *scored))
+            if not cursor:
+                break
+    return dated
+
+
+def _trim_held(client: redis.Redis, keys: StreamKeys, keep_ms: int | None, keep: int | None) -> int:
+    """Trim the dead-letter and parking streams by age and by count; how many went."""
+    gone = 0
+    with talking_to(client):
+        if keep_ms is not None:
+            seconds, micros = client.time()
+            oldest_kept = f"{max(0, int(seconds) * 1000 + int(micros) // 1000 - keep_ms)}-0"
+        for stream in (keys.dead_letters, keys.parked):
+            if keep_ms is not None:
+                gone += int(client.xtrim(stream, minid=oldest_kept, approximate=False))
+            if keep is not None:
+                gone += int(client.xtrim(stream, maxlen=keep, approximate=False))
+    return gone
 
 
 # ---------------------------------------------------------------------- reading records

@@ -351,6 +351,12 @@ class Worker:
                 f"{self.name} trimmed {plural(report.entries, 'stream entry', 'stream entries')}"
                 f" every group had acknowledged, and forgot {report.processed} processed ids"
             )
+        if report.held:
+            self.logger.warning(
+                f"{self.name} dropped {plural(report.held, 'held entry', 'held entries')} from "
+                "the dead-letter and parking streams, past their age or count limit; replay "
+                "or copy what you need sooner"
+            )
         return report
 
     def _trim_if_due(self) -> None:
