@@ -308,3 +308,14 @@ def test_a_batch_left_by_an_error_keeps_nothing_of_it(inbox: Inbox) -> None:
     assert receipts(inbox.db) == [] and inbox.marks() == []
     bus.dispatch(_paid())  # the redelivery
     assert receipts(inbox.db) == ["o-1"]
+
+
+def test_an_ever_running_inbox_remembers_only_its_newest_skips_but_counts_them_all() -> None:
+    from eda_lesson.patterns.inbox import InboxSkip, RecentSkips
+
+    skips = RecentSkips(keep=3)
+    for n in range(10):
+        skips.append(InboxSkip("h", f"evt-{n}"))
+    assert skips == [InboxSkip("h", f"evt-{n}") for n in (7, 8, 9)] and skips.total == 10
+    with pytest.raises(ValueError, match="keep is how many skips to remember"):
+        RecentSkips(keep=0)

@@ -272,3 +272,37 @@ def test_a_batch_is_acknowledged_only_after_its_around_batch_block_committed(
     working.process_batch(wait=False)
     assert [seq for _, seq, _ in _handled(tmp_path / "effects.db")] == [0, 1, 2]
     assert client.xpending_range("batched", "g", "-", "+", 10) == []
+
+
+def test_without_the_redis_record_the_inbox_alone_deduplicates_and_nothing_is_marked_in_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from eda_lesson.transport.redis_streams import StreamConsumer, StreamKeys, entry_fields
+
+    client = connect(redis_server.url)
+    inbox = _open_effects(str(tmp_path / "effects.db"))
+
+    def record(step: Step, db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO handled VALUES (?, ?, ?)", (step.key, step.seq, "w"))
+
+    bus = EventBus(dependencies={"db": inbox.db})
+    bus.register(Step, record, middleware=[inbox.once(name="record")])
+    consumer = StreamConsumer(client, bus, registry(), stream=STREAM, block_ms=None,
+                              around_batch=inbox.batch, deduplicate=False)  # fmt: skip
+
+    def send(*ids: str) -> None:
+        for event_id in ids:
+            _, _, payload = registry().to_json(Step("k", int(event_id[-1]), event_id=event_id))
+            client.xadd(STREAM, entry_fields(event_id, "Step", 1, payload))  # type: ignore[arg-type]
+
+    send("e-1", "e-2", "e-1")  # a copy inside one batch
+    first = consumer.process_batch(wait=False)
+    assert [d.outcome for d in first.deliveries] == ["handled", "handled", "duplicate"]
+    send("e-2")  # a copy in a later batch: it reaches the handler, the inbox skips it
+    second = consumer.process_batch(wait=False)
+    assert [d.outcome for d in second.deliveries] == ["handled"]
+    assert inbox.skipped.total == 1
+    rows = inbox.db.execute("SELECT key, seq FROM handled ORDER BY rowid").fetchall()
+    assert rows == [("k", 1), ("k", 2)]
+    assert client.exists(StreamKeys(STREAM, "workers").processed) == 0
+    assert client.xpending(STREAM, "workers")["pending"] == 0

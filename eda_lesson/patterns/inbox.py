@@ -71,7 +71,7 @@ from eda_lesson.core.middleware import (
 )
 from eda_lesson.core.text import plural
 
-__all__ = ["Inbox", "InboxSkip", "Once"]
+__all__ = ["Inbox", "InboxSkip", "Once", "RecentSkips"]
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS inbox ("
@@ -86,6 +86,23 @@ class InboxSkip(NamedTuple):
 
     handler: str
     event_id: str
+
+
+class RecentSkips(list[InboxSkip]):
+    """A list of the newest ``keep`` skips; ``total`` counts every skip ever appended."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        super().__init__()
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep is how many skips to remember, from 1: {keep!r}")
+        self.keep = keep
+        self.total = 0
+
+    def append(self, skip: InboxSkip) -> None:
+        super().append(skip)
+        self.total += 1
+        if len(self) > self.keep:
+            del self[0]
 
 
 class Inbox:
@@ -122,7 +139,8 @@ class Inbox:
             )
         _set_up(self.db, timeout)
         self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self.skipped: list[InboxSkip] = []
+        self.skipped = RecentSkips()
+        """The newest skips (1,000 by default: a worker runs for ever); ``.total`` counts all."""
 
     def once(
         self, *, key: Callable[[Any], Hashable] = message_key, name: str | None = None
@@ -225,7 +243,7 @@ class Inbox:
                 count = int(self.db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
         except sqlite3.ProgrammingError:  # closed
             return f"Inbox({name!r}, closed)"
-        return f"Inbox({name!r}, {plural(count, 'mark')}, {len(self.skipped)} skipped)"
+        return f"Inbox({name!r}, {plural(count, 'mark')}, {self.skipped.total} skipped)"
 
 
 class Once(Layer):

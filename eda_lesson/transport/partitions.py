@@ -198,7 +198,8 @@ class PartitionedWorker:
     partitions beyond its fair share or takes free ones up to it, then handles one batch of
     each partition it holds. ``run(stop)`` repeats rounds; :meth:`close` releases the leases
     so the others can take over at once instead of after a lease. ``around_batch`` (such as
-    ``inbox.batch``) is passed to each partition's consumer.
+    ``inbox.batch``) and ``deduplicate`` are passed to each partition's consumer
+    (:class:`~eda_lesson.transport.redis_streams.StreamConsumer`).
     """
 
     def __init__(
@@ -216,9 +217,11 @@ class PartitionedWorker:
         max_deliveries: int = 5,
         journal: bool = False,
         around_batch: Callable[[], AbstractContextManager[object]] | None = None,
+        deduplicate: bool = True,
     ) -> None:
         self.bus = bus
         self.around_batch = around_batch
+        self.deduplicate = deduplicate
         self.registry = registry
         self.client = client
         self.stream = stream
@@ -277,6 +280,7 @@ class PartitionedWorker:
             journal=self.journal,
             in_order=True,
             around_batch=self.around_batch,
+            deduplicate=self.deduplicate,
         )
         consumer.ensure_group()
         return consumer

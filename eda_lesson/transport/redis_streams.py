@@ -961,7 +961,11 @@ class StreamConsumer:
     ``deliveries`` keeps the newest ``keep`` deliveries of this consumer, and at most
     ``keep_bytes`` of them, without their dispatch results; with ``journal=True`` each
     delivery is also added to the group's journal stream, where :func:`read_journal` finds
-    the deliveries of every consumer process. ``on_delivery`` is called with each delivery
+    the deliveries of every consumer process. ``deduplicate=False`` keeps no processed-ids
+    record in Redis (no lookup before a batch, no marks after it): only for handlers that
+    deduplicate themselves, such as handlers behind an
+    :class:`~eda_lesson.patterns.inbox.Inbox`, whose mark commits with the effect; copies
+    inside one batch are still caught. ``on_delivery`` is called with each delivery
     once its outcome is stored in Redis (a worker logs them). ``park_unknown``,
     ``max_entry_bytes``, ``keep_stream_ms`` and ``remember_processed_ms`` are explained in
     the module docstring.
@@ -1001,6 +1005,7 @@ class StreamConsumer:
         on_delivery: Callable[[Delivery], object] | None = None,
         in_order: bool = False,
         around_batch: Callable[[], AbstractContextManager[object]] | None = None,
+        deduplicate: bool = True,
     ) -> None:
         require_sync_bus(bus, "StreamConsumer")
         if not isinstance(registry, EventRegistry):
@@ -1043,6 +1048,7 @@ class StreamConsumer:
         self.on_delivery = on_delivery
         self.in_order = in_order
         self.around_batch = around_batch
+        self.deduplicate = bool(deduplicate)
         self._blocked = False  # in order: the last batch stopped at an entry that failed
         self.deliveries = DeliveryLog(keep=keep, keep_bytes=keep_bytes)
         self.groups_recreated = 0
@@ -1176,10 +1182,7 @@ class StreamConsumer:
 
     def _handle(self, entries: list[_Entry]) -> list[Delivery]:
         envelopes = [_envelope(entry.fields, self.max_entry_bytes) for entry in entries]
-        ids = list({e.event_id: None for e in envelopes if isinstance(e, _Envelope)})
-        with talking_to(self.client):
-            done = _raw(self.client, "HMGET", self.keys.processed, *ids) if ids else []
-        processed_before = {event_id for event_id, who in zip(ids, done, strict=True) if who}
+        processed_before = self._processed_before(envelopes)
         work = _Work()
         self._blocked = False
         with self.around_batch() if self.around_batch is not None else nullcontext():
@@ -1190,6 +1193,14 @@ class StreamConsumer:
             if self.on_delivery is not None:
                 self.on_delivery(delivery)
         return work.deliveries
+
+    def _processed_before(self, envelopes: list[_Envelope | _Malformed]) -> set[str]:
+        if not self.deduplicate:
+            return set()
+        ids = list({e.event_id: None for e in envelopes if isinstance(e, _Envelope)})
+        with talking_to(self.client):
+            done = _raw(self.client, "HMGET", self.keys.processed, *ids) if ids else []
+        return {event_id for event_id, who in zip(ids, done, strict=True) if who}
 
     def _handle_each(
         self,
@@ -1256,7 +1267,7 @@ class StreamConsumer:
         if not (work.acks or self.journal):
             return
         pipe = self.client.pipeline(transaction=True)
-        if work.marks:
+        if work.marks and self.deduplicate:
             pipe.hset(self.keys.processed, mapping=work.marks)
             pipe.zadd(self.keys.processed_times, work.mark_times)
         for entry, delivery in work.dead_letters:
