@@ -410,7 +410,7 @@ class BaseBus:
         unhandled command refused before anything runs."""
         plan = self._plan_of(message)
         if not plan and isinstance(message, Command):
-            raise UnhandledCommandError(unhandled_command_text(message))
+            raise UnhandledCommandError("dispatched " + unhandled_command_text(message))
         return plan
 
     def _plan_of(self, message: object) -> Plan:
