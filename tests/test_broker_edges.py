@@ -483,3 +483,73 @@ def test_the_publisher_refuses_an_event_id_the_consumers_would_dead_letter(
     with pytest.raises(ValueError, match="send\\(\\) would write an entry every consumer"):
         publisher.send(OrderPaid("o-1", 1.0), event_id=event_id)
     assert client.xlen("orders") == 0
+
+
+# ---------------------------------------------------------------------- refused before XADD
+
+
+def _outbox_with(tmp_path: Path, *customers: str) -> Any:
+    from eda_lesson.patterns.outbox import Outbox
+    from eda_lesson.patterns.store import SQLiteEventStore
+
+    store = SQLiteEventStore(tmp_path / "shop.db", REGISTRY)
+    outbox = Outbox(store, id_prefix="evt-")
+    for number, customer in enumerate(customers, start=1):
+        store.append(f"order-o-{number}", [OrderCreated(f"o-{number}", customer, 1.0)], 0)
+    return outbox
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_an_entry_no_consumer_would_take_is_parked_in_the_outbox_and_never_added(
+    client: redis.Redis, tmp_path: Path, partitioned: bool
+) -> None:
+    from eda_lesson.patterns.outbox import Relay
+    from eda_lesson.transport.partitions import PartitionedPublisher
+
+    outbox = _outbox_with(tmp_path, "c-1", "c" * 5000, "c-3")
+    publisher: Any = (
+        PartitionedPublisher(client, "orders", 1, max_entry_bytes=1000)
+        if partitioned
+        else StreamPublisher(client, "orders", max_entry_bytes=1000)
+    )
+    assert Relay(outbox, publisher, batch_size=10).publish_pending() == 3
+    stream = "orders:p0" if partitioned else "orders"
+    sent = [fields["event_id"] for _, fields in client.xrange(stream)]
+    assert sent == ["evt-1", "evt-3"]
+    (parked,) = outbox.parked()
+    assert parked.message.event_id == "evt-2"
+    assert "more than max_entry_bytes=1,000 that consumers take" in parked.reason
+
+
+def test_the_default_bound_of_publishers_is_the_consumers_own(client: redis.Redis) -> None:
+    from eda_lesson.transport.redis_streams import DEFAULT_MAX_ENTRY_BYTES
+
+    consumer, _ = _consumer(client)
+    assert consumer.max_entry_bytes == DEFAULT_MAX_ENTRY_BYTES
+    assert StreamPublisher(client, "orders").max_entry_bytes == DEFAULT_MAX_ENTRY_BYTES
+    with pytest.raises(ValueError, match="max_entry_bytes"):
+        StreamPublisher(client, "orders", max_entry_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("event_id", "event_type", "problem"),
+    [
+        ("evt-1\nforged line", "OrderPaid", "holds a control character"),
+        ("", "OrderPaid", "event_id is empty"),
+        ("evt-1", "x" * 300, "type is 300 characters long"),
+    ],
+)
+def test_an_id_or_type_every_consumer_refuses_is_refused_by_the_publisher(
+    event_id: str, event_type: str, problem: str
+) -> None:
+    from eda_lesson.patterns.outbox import OutboxMessage, UndeliverableError
+    from eda_lesson.transport.redis_streams import outbox_entry
+
+    message = OutboxMessage(1, event_id, "order-o-1", event_type, 1, '{"order_id":"o-1"}')
+    with pytest.raises(
+        UndeliverableError, match="consumers would dead-letter this entry"
+    ) as caught:
+        outbox_entry(message)
+    assert problem in str(caught.value)
+    good = message._replace(event_id="evt-1", event_type="OrderPaid")
+    assert outbox_entry(good)["event_id"] == "evt-1"

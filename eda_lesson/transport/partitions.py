@@ -44,9 +44,10 @@ except ImportError as error:  # exercised by tests/test_package.py
     raise missing_extra("broker", __name__, error) from error
 
 from eda_lesson.transport.redis_streams import (
+    DEFAULT_MAX_ENTRY_BYTES,
     BatchReport,
     StreamConsumer,
-    entry_fields,
+    outbox_entry,
     talking_to,
 )
 
@@ -105,7 +106,9 @@ class PartitionedPublisher:
         partitions: int,
         *,
         key: Callable[[OutboxMessage], str] = lambda message: message.stream_id,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
+        self.max_entry_bytes = max_entry_bytes
         self.client = client
         self.stream = stream
         self.partitions = _check_partitions(partitions)
@@ -115,13 +118,16 @@ class PartitionedPublisher:
     def publish(self, messages: Sequence[OutboxMessage]) -> None:
         if not messages:
             return
-        pipe = self.client.pipeline(transaction=True)
-        for message in messages:
-            target = partition_stream(self.stream, partition_of(self.key(message), self.partitions))
-            fields = entry_fields(
-                message.event_id, message.event_type, message.schema_version, message.payload
+        entries = [
+            (
+                partition_of(self.key(message), self.partitions),
+                outbox_entry(message, self.max_entry_bytes),
             )
-            pipe.xadd(target, fields)
+            for message in messages
+        ]
+        pipe = self.client.pipeline(transaction=True)
+        for partition, fields in entries:
+            pipe.xadd(partition_stream(self.stream, partition), fields)
         with talking_to(self.client):
             pipe.execute()
         self.published += len(messages)

@@ -138,6 +138,7 @@ except ImportError as error:
 from eda_lesson.core.bus import EventBus, require_sync_bus
 from eda_lesson.core.messages import delivered_as
 from eda_lesson.core.result import DispatchResult
+from eda_lesson.patterns.outbox import UndeliverableError
 from eda_lesson.patterns.serialization import (
     EventRegistry,
     FutureEventVersionError,
@@ -149,6 +150,7 @@ if TYPE_CHECKING:
     from eda_lesson.patterns.outbox import OutboxMessage
 
 __all__ = [
+    "DEFAULT_MAX_ENTRY_BYTES",
     "DEFAULT_REDIS_URL",
     "OUTCOMES",
     "BatchReport",
@@ -170,6 +172,7 @@ __all__ = [
     "connect",
     "describe_client",
     "entry_fields",
+    "outbox_entry",
     "printable",
     "processed_by",
     "read_dead_letters",
@@ -497,6 +500,33 @@ def entry_fields(event_id: str, event_type: str, version: int, payload: str) -> 
     return {"event_id": event_id, "type": event_type, "version": version, "payload": payload}
 
 
+DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
+"""The largest entry a consumer takes by default; publishers refuse larger ones."""
+
+
+def outbox_entry(message: OutboxMessage, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> Fields:
+    """The entry fields of an outbox message, or :class:`UndeliverableError` for one that
+    every consumer would dead-letter (an id it refuses, an entry over ``max_entry_bytes``):
+    refused here, the relay parks it in the outbox, where it can be fixed and requeued,
+    instead of writing it to the stream for every consumer to read and throw away."""
+    fields = entry_fields(
+        message.event_id, message.event_type, message.schema_version, message.payload
+    )
+    for name, value in (("event_id", message.event_id), ("type", message.event_type)):
+        problem = _name_field(name, value.encode("utf-8", "surrogatepass"))
+        if isinstance(problem, _Problem):
+            raise UndeliverableError(f"consumers would dead-letter this entry: {problem.text}")
+    size = sum(
+        len(str(text).encode("utf-8", "surrogatepass")) for pair in fields.items() for text in pair
+    )
+    if size > max_entry_bytes:
+        raise UndeliverableError(
+            f"the entry would be {size:,} bytes, more than max_entry_bytes={max_entry_bytes:,} "
+            "that consumers take; publish large data elsewhere and put a reference in the event"
+        )
+    return fields
+
+
 class StreamPublisher:
     """Adds outbox messages to a Redis stream; a :class:`~eda_lesson.patterns.outbox.Publisher`.
 
@@ -504,7 +534,9 @@ class StreamPublisher:
     if the connection breaks first, none, and the relay publishes the batch again.
     ``send(event, event_id=...)`` publishes one event without an outbox (needs ``registry``).
     ``maxlen`` caps the stream's length (approximately) if given; prefer :func:`trim_group`,
-    which never trims what a group has not acknowledged.
+    which never trims what a group has not acknowledged. A message no consumer would take
+    (see :func:`outbox_entry`) raises UndeliverableError before anything is added, so the
+    relay parks it in the outbox.
     """
 
     def __init__(
@@ -514,20 +546,21 @@ class StreamPublisher:
         *,
         registry: EventRegistry | None = None,
         maxlen: int | None = None,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
+        _check_positive("max_entry_bytes", max_entry_bytes)
         self.client = client
         self.stream = stream
         self.registry = registry
         self.maxlen = maxlen
+        self.max_entry_bytes = max_entry_bytes
         self.published = 0
 
     def publish(self, messages: Sequence[OutboxMessage]) -> list[str]:
         """Add ``messages`` to the stream in order; return their entry ids."""
+        entries = [outbox_entry(message, self.max_entry_bytes) for message in messages]
         pipe = self.client.pipeline(transaction=True)
-        for message in messages:
-            fields = entry_fields(
-                message.event_id, message.event_type, message.schema_version, message.payload
-            )
+        for fields in entries:
             pipe.xadd(self.stream, fields, maxlen=self.maxlen)
         with talking_to(self.client):
             ids = pipe.execute()
@@ -999,7 +1032,7 @@ class StreamConsumer:
         keep: int | None = 10_000,
         keep_bytes: int | None = 16 * 1024 * 1024,
         park_unknown: bool = True,
-        max_entry_bytes: int = 1024 * 1024,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         keep_stream_ms: int = 24 * 3600 * 1000,
         remember_processed_ms: int = 7 * 24 * 3600 * 1000,
         on_delivery: Callable[[Delivery], object] | None = None,
