@@ -1,4 +1,4 @@
-"""The checks of notebook 06: each fails on the notebook's stub and on plausible wrong
+"""The checks of notebook 08: each fails on the notebook's stub and on plausible wrong
 answers, with a message saying what went wrong, and passes on the published solution."""
 
 from __future__ import annotations
@@ -178,3 +178,77 @@ def test_ex3_asks_for_the_partial_result_instead_of_nothing() -> None:
     feedback = check.ex3(dispatch_within_giving_up)
     assert not feedback.passed and "returned None" in feedback.message
     assert "partial_result(error)" in feedback.hint
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+
+def one_per_item_solution(handler: Any) -> Any:
+    from collections import defaultdict
+
+    locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def guarded(event: Any) -> Any:
+        async with locks[event.item]:
+            return await handler(event)
+
+    return guarded
+
+
+def one_per_item_stub(handler: Any) -> Any:
+    async def guarded(event: Any) -> Any:
+        return await handler(event)
+
+    return guarded
+
+
+def one_lock_for_everything(handler: Any) -> Any:
+    lock = asyncio.Lock()
+
+    async def guarded(event: Any) -> Any:
+        async with lock:
+            return await handler(event)
+
+    return guarded
+
+
+def a_new_lock_each_call(handler: Any) -> Any:
+    async def guarded(event: Any) -> Any:
+        async with asyncio.Lock():
+            return await handler(event)
+
+    return guarded
+
+
+def swallowing_the_sold_out(handler: Any) -> Any:
+    inner = one_per_item_solution(handler)
+
+    async def guarded(event: Any) -> Any:
+        try:
+            return await inner(event)
+        except check.SoldOutError:
+            return None
+
+    return guarded
+
+
+def test_ex4_passes_on_the_solution_twice() -> None:
+    for _ in range(2):  # a fresh loop each time: locks made per wrap never cross loops
+        feedback = check.ex4(one_per_item_solution)
+        assert feedback.passed, feedback
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (one_per_item_stub, "both o-1 and o-2 bought it"),
+        (a_new_lock_each_call, "both o-1 and o-2 bought it"),
+        (one_lock_for_everything, "it waited for the book orders"),
+        (swallowing_the_sold_out, "o-2 should fail as sold out"),
+        (lambda handler: handler.__name__, "return an `async def` function"),
+    ],
+    ids=["stub", "new lock per call", "one lock", "swallows sold out", "not a function"],
+)
+def test_ex4_explains_each_wrong_guard(answer: Any, words: str) -> None:
+    feedback = check.ex4(answer)
+    assert not feedback.passed and words in feedback.message, feedback

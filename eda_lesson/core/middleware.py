@@ -994,10 +994,18 @@ def idempotent(
     ``name=`` when ``seen`` outlives the process and the handler is a method or a closure,
     whose identity does not (one ``name`` per handler: registrations sharing it share marks).
 
-    Limits, each shown in chapter 07: the default store lives in memory and grows without
-    end; the mark is not written in one transaction with the handler's effect (a crash
-    between the two runs the handler again); two deliveries of the same event running at
-    the same time (concurrent async handlers) can both get through.
+    Key by the event's id, never by its content: two events can say the same thing (a second
+    instalment of the same sum) and must both be handled.
+
+    Limits, each shown in chapter 07: the default store lives in one process's memory (a
+    restarted process forgets) and grows without end; the mark is not written in one
+    transaction with the handler's effect (a crash between the two runs the handler again);
+    two deliveries of the same event running at the same time (concurrent async handlers)
+    can both get through. For effects in our own store, the inbox of chapter 11
+    (:mod:`eda_lesson.patterns.inbox`) closes those gaps. An effect elsewhere (a card charge
+    at a payment provider) is not covered at all: a call that timed out after the effect is
+    not marked, and its retry repeats the effect; send the event's id to the other side as an
+    idempotency key instead.
     """
     if not callable(key):
         raise TypeError(f"idempotent(key=...) is a function of the event, got {key!r}")

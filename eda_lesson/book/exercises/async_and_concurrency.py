@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 06 (async handlers, ordering, backpressure, timeouts).
+"""Checks for the exercises of notebook 08 (async handlers, ordering, backpressure, timeouts).
 
 Each check runs the learner's coroutine functions on an :class:`~eda_lesson.core.asyncbus.
 AsyncEventBus` inside :meth:`VirtualClock.run <eda_lesson.core.clock.VirtualClock.run>`, so waits
@@ -20,7 +20,7 @@ from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.shop.events import OrderPaid
 
-__all__ = ["ex1", "ex2", "ex3"]
+__all__ = ["ItemOrdered", "SoldOutError", "ex1", "ex2", "ex3", "ex4"]
 
 
 # ---------------------------------------------------------------------- exercise 1
@@ -189,3 +189,83 @@ def _three_handlers() -> AsyncEventBus:
     for handler in (charge_card, send_receipt, update_ledger):
         bus.register(OrderPaid, handler)
     return bus
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+
+@dataclass(frozen=True)
+class ItemOrdered:
+    """A customer ordered one copy of ``item`` (the event of exercise 4)."""
+
+    order_id: str
+    item: str
+
+
+class SoldOutError(Exception):
+    """No copy of the item is left."""
+
+
+def _seller(stock: dict[str, int], sold: list[str]) -> Callable[[ItemOrdered], Any]:
+    async def sell(event: ItemOrdered) -> None:
+        if stock[event.item] == 0:  # check ...
+            raise SoldOutError(f"no {event.item} left for {event.order_id}")
+        await asyncio.sleep(0.1)  # ... the warehouse reserves it (other tasks run here) ...
+        stock[event.item] -= 1  # ... act
+        sold.append(event.order_id)
+
+    return sell
+
+
+@exercise("Exercise 4 (stretch): one sale at a time, per item")
+def ex4(one_per_item: Callable[[Callable[[Any], Any]], Callable[[Any], Any]]) -> str:
+    """``one_per_item(handler)`` wraps an async handler of ``ItemOrdered`` so that calls for
+    the same item never overlap, while calls for different items still run side by side."""
+    expect(callable(one_per_item), "pass your function: check.ex4(one_per_item)")
+    stock: dict[str, int] = {"book": 1, "pen": 5}
+    sold: list[str] = []
+    guarded = one_per_item(_seller(stock, sold))
+    expect(
+        callable(guarded) and is_async_callable(guarded),
+        f"one_per_item(handler) returned {type(guarded).__name__}; return an `async def` "
+        "function that takes the event",
+    )
+    bus = AsyncEventBus()
+    bus.register(ItemOrdered, guarded)
+    orders = [ItemOrdered("o-1", "book"), ItemOrdered("o-2", "book"), ItemOrdered("o-3", "pen")]
+
+    async def at_once() -> list[DispatchResult]:
+        return list(await asyncio.gather(*(bus.dispatch(order) for order in orders)))
+
+    results = VirtualClock().run(at_once())
+    books_sold = [order for order in sold if order in ("o-1", "o-2")]
+    expect(
+        len(books_sold) <= 1,
+        f"one book in stock, and both o-1 and o-2 bought it (stock now {stock['book']}): "
+        "the second sale checked the stock while the first waited for the warehouse",
+        "hold one lock over the check, the await and the update; a lock made anew inside each "
+        "call is not shared, so it guards nothing",
+    )
+    expect(
+        books_sold == ["o-1"] and not results[1].ok,
+        f"the last book went to {books_sold or 'nobody'}; o-1 asked first and should get it, "
+        "and o-2 should fail as sold out",
+        "pass every call through to the handler: `return await handler(event)`",
+    )
+    expect(
+        isinstance(results[1].calls[0].error, SoldOutError),
+        f"o-2 failed with {results[1].calls[0].error!r}; expected the handler's SoldOutError",
+    )
+    pen = results[2].calls[0]
+    expect(
+        "o-3" in sold and pen.ok,
+        f"the pen order o-3 did not sell: {pen.error!r}",
+    )
+    expect(
+        pen.ended == 0.1,
+        f"the pen order o-3 was done at {pen.ended or 0.0:g} s instead of 0.1 s: it waited for the "
+        "book orders, although it needs nothing of theirs. One lock for everything makes the "
+        "whole shop take turns",
+        "one lock per item: a dict from item to asyncio.Lock, looked up with event.item",
+    )
+    return "the last book sold once, and the pen did not wait for the books"

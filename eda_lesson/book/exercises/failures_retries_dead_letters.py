@@ -1,12 +1,16 @@
-"""Checks for the exercises of notebook 05 (failures, retries, dead letters, idempotency).
+"""Checks for the exercises of notebook 07 (failures, retries, dead letters, idempotency).
 
 Each check builds a small world of its own (a card processor that is busy or declines, a
-warehouse that is down), runs the learner's function against it on a
-:class:`~eda_lesson.core.clock.VirtualClock`, and says what went differently from what was asked.
+warehouse that is down, a payment provider whose answer gets lost), runs the learner's function
+against it on a :class:`~eda_lesson.core.clock.VirtualClock`, and says what went differently
+from what was asked. Each scenario of a check makes events with ids of its own, so an answer
+that keeps what it has seen between calls (a module-level ``idempotent()``) is judged on what
+it does, not on what an earlier scenario left behind.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +18,22 @@ from typing import Any
 from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.clock import VirtualClock
-from eda_lesson.core.messages import SequentialIds, use_ids
+from eda_lesson.core.messages import SequentialIds, caused_by, use_ids
 from eda_lesson.core.middleware import DeadLetterStore, Replayed, dead_letters, retry
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.shop.events import OrderCreated, OrderPaid
 from eda_lesson.shop.services import Shipping, Shop
 
-__all__ = ["CardDeclinedError", "CheckBank", "FlakyShipping", "ex1", "ex2", "ex3"]
+__all__ = [
+    "CardDeclinedError",
+    "CheckBank",
+    "CheckProvider",
+    "FlakyShipping",
+    "ex1",
+    "ex2",
+    "ex3",
+    "ex4",
+]
 
 
 class CardDeclinedError(ValueError):
@@ -57,6 +70,15 @@ class FlakyShipping(Shipping):
         if self.down:
             raise ConnectionError("the warehouse system is unreachable")
         return super().ship(order_id)
+
+
+_check_runs = itertools.count(1)
+"""Numbers each run of a check, so its events get ids no earlier run used: marks that an
+answer keeps between calls (a shared ``idempotent()``) never meet an event a second time."""
+
+
+def _fresh_ids(scenario: str) -> SequentialIds:
+    return SequentialIds(f"{scenario}-{next(_check_runs)}-evt")
 
 
 # ---------------------------------------------------------------------- exercise 1
@@ -208,7 +230,7 @@ def ex3(payments_bus: Callable[[Any], EventBus], event_type: type) -> str:
     """``payments_bus(bank)``: ``bank.charge`` handles ``event_type`` once per event, however
     often the event is delivered; two payments of the same sum are still two payments."""
     expect(callable(payments_bus), "pass your function: check.ex3(payments_bus, CheckoutCompleted)")
-    with use_ids(SequentialIds("check")):
+    with use_ids(_fresh_ids("redelivered")):
         first = event_type(order_id="o-1", amount=30.0)
         second = event_type(order_id="o-1", amount=30.0)  # the second instalment
     bank = CheckBank()
@@ -228,15 +250,23 @@ def ex3(payments_bus: Callable[[Any], EventBus], event_type: type) -> str:
         "tell events apart by their event_id (the default key), not by order or amount",
     )
 
+    # A new event, never seen before: only what this scenario does can skip it.
+    with use_ids(_fresh_ids("failed-first")):
+        failed_first = event_type(order_id="o-2", amount=30.0)
     bank = _OnceBusyBank()
     bus = _bus_of(payments_bus, bank)
-    bus.dispatch(first)  # the bank was busy: this delivery failed
-    bus.dispatch(first)  # the broker delivers it again
+    bus.dispatch(failed_first)  # the bank was busy: this delivery failed
+    bus.dispatch(failed_first)  # the broker delivers it again
     expect(
-        bank.charges == [("o-1", 30.0)],
-        "the first delivery failed (the bank was busy) and the redelivery was skipped, so the "
-        "payment was never charged",
+        bank.calls == 2,
+        f"the first delivery failed (the bank was busy), then the same event came again, and "
+        f"the bank was called {bank.calls} time(s) in all: the redelivery was skipped",
         "remember an event only once its handler succeeded (idempotent() does)",
+    )
+    expect(
+        bank.charges == [("o-2", 30.0)],
+        f"after a failed delivery and its redelivery the card was charged {bank.charges}; "
+        "expected one charge of 30.0 for order o-2",
     )
     return "one charge per payment, however often it arrives"
 
@@ -248,3 +278,146 @@ def _bus_of(payments_bus: Callable[[Any], EventBus], bank: CheckBank) -> EventBu
         f"payments_bus(bank) returned {type(bus).__name__}; return the EventBus",
     )
     return bus
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+
+class CheckProvider:
+    """The check's payment provider. The first ``drop`` requests never reach it (the caller
+    gets a TimeoutError, nothing is charged); the answers of the next ``lose`` charges are lost
+    (a TimeoutError although the card was charged). A call with an ``idempotency_key`` it has
+    seen returns the earlier charge instead of making a new one."""
+
+    def __init__(self, lose: int = 1, drop: int = 0) -> None:
+        self.lose = lose
+        self.drop = drop
+        self.charges: list[tuple[str, float]] = []
+        self.keys: list[object] = []
+        self._by_key: dict[object, str] = {}
+
+    def charge(self, order_id: str, amount: float, idempotency_key: object = None) -> str:
+        self.keys.append(idempotency_key)
+        if self.drop > 0:
+            self.drop -= 1
+            raise TimeoutError("the request never reached the provider (nothing was charged)")
+        if idempotency_key is not None and idempotency_key in self._by_key:
+            return self._by_key[idempotency_key]
+        self.charges.append((order_id, amount))
+        charge_id = f"ch-{len(self.charges)}"
+        if idempotency_key is not None:
+            self._by_key[idempotency_key] = charge_id
+        if self.lose > 0:
+            self.lose -= 1
+            raise TimeoutError("the provider did not answer (but the card was charged)")
+        return charge_id
+
+
+@exercise("Exercise 4 (stretch): charge once through timeouts, redeliveries and restarts")
+def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) -> str:
+    """``checkout_bus(provider, clock)`` charges each ``event_type`` event exactly once at the
+    provider: through a lost answer (retried), a redelivery to a restarted process (a new
+    bus), and with two events of the same order and amount charged twice."""
+    expect(
+        callable(checkout_bus),
+        "pass your function: check.ex4(checkout_bus, CheckoutCompleted)",
+    )
+    provider = CheckProvider(lose=1)
+    with use_ids(_fresh_ids("checkout")):
+        checkout = event_type(order_id="o-1", amount=30.0)
+        instalment = event_type(order_id="o-1", amount=30.0)
+        later_in_the_same_story = _caused_by(checkout, event_type)
+        other_checkout = event_type(order_id="o-2", amount=12.0)
+
+    result = _run_on(checkout_bus, provider, checkout)
+    expect(
+        provider.charges,
+        "the provider was never asked to charge the card",
+        "the handler calls provider.charge(event.order_id, event.amount, idempotency_key=...)",
+    )
+    expect(
+        result.ok,
+        "the provider's answer was lost (a TimeoutError) and the dispatch failed: the shop "
+        "does not know the customer paid. A timeout says nothing about whether it worked",
+        "retry on TimeoutError, with clock=clock: retry(3, retry_on=TimeoutError, clock=clock)",
+    )
+    expect(
+        len(provider.charges) == 1,
+        f"one lost answer, and the card was charged {len(provider.charges)} times: the retry "
+        "looked like a new payment to the provider" + _key_words(provider),
+        "only the provider knows whether the first call went through: send it a key that is "
+        "the same on every attempt and every delivery of this event, and different for the "
+        "next event: idempotency_key=event.event_id",
+    )
+
+    lost_request = CheckProvider(lose=0, drop=1)
+    result = _run_on(checkout_bus, lost_request, other_checkout)
+    expect(
+        result.ok and lost_request.charges == [("o-2", 12.0)],
+        "this time the request itself was lost (a TimeoutError too, nothing charged), and the "
+        f"card was charged {len(lost_request.charges)} time(s): a timeout cannot be taken for "
+        "a success either",
+        "let TimeoutError reach the retry, and retry with the same key: the provider then "
+        "charges once, whichever way the first call got lost",
+    )
+
+    result = _run_on(checkout_bus, provider, checkout)  # a restarted process: a new bus
+    expect(
+        result.ok and len(provider.charges) == 1,
+        "the same event, redelivered to a restarted process (a new bus), charged the card "
+        f"again ({len(provider.charges)} charges): what the old process remembered is gone",
+        "idempotent() remembers in memory only; the provider keeps the keys: send the event's "
+        "id as idempotency_key",
+    )
+
+    result = _run_on(checkout_bus, provider, instalment)
+    expect(
+        result.ok and len(provider.charges) == 2,
+        f"a second instalment (a new event, same order, same amount) left {len(provider.charges)}"
+        " charge(s): the provider took it for the first one, so the key came from the content",
+        "the key names the event, not what it says: event.event_id",
+    )
+
+    result = _run_on(checkout_bus, provider, later_in_the_same_story)
+    expect(
+        result.ok and len(provider.charges) == 3,
+        "a later charge in the same business transaction (same correlation id, new event) "
+        f"left {len(provider.charges)} charge(s): the correlation id names the transaction, "
+        "not the event",
+        "use event.event_id, not event.correlation_id",
+    )
+    return (
+        "one charge per event: the retry, the redelivery after a restart and the second "
+        "instalment each sent the event's id, and only the provider could tell"
+    )
+
+
+def _caused_by(cause: Any, event_type: type) -> Any:
+    """A new event in ``cause``'s business transaction (its correlation id, a new event id)."""
+    with caused_by(cause):
+        return event_type(order_id="o-1", amount=5.0)
+
+
+def _run_on(
+    checkout_bus: Callable[[Any, VirtualClock], EventBus], provider: CheckProvider, event: Any
+) -> DispatchResult:
+    clock = VirtualClock()
+    bus = checkout_bus(provider, clock)
+    expect(
+        isinstance(bus, EventBus),
+        f"checkout_bus(provider, clock) returned {type(bus).__name__}; return the EventBus",
+    )
+
+    async def dispatch() -> DispatchResult:
+        return bus.dispatch(event)
+
+    return clock.run(dispatch())
+
+
+def _key_words(provider: CheckProvider) -> str:
+    keys = [key for key in provider.keys if key is not None]
+    if not keys:
+        return " (it was sent no idempotency_key)"
+    if len(set(keys)) == len(keys):
+        return " (each attempt sent a different idempotency_key)"
+    return ""
