@@ -107,7 +107,11 @@ processed-ids record by a rule that never loses work:
   look at and replay, and a flood of bad input must not fill the server.
 
 What this module does not do: run the loop, handle signals or reconnect (that is
-:mod:`eda_lesson.transport.worker`).
+:mod:`eda_lesson.transport.worker`). Nor can it refuse an oversized entry before reading it:
+Redis hands over whole entries, so an entry over ``max_entry_bytes`` written by some other
+producer is read into memory once, then dead-lettered. Our publishers refuse such entries
+before adding them (:func:`outbox_entry`); cap what others may write with Redis's own limits
+(``proto-max-bulk-len``) and a bounded ``batch``.
 """
 
 from __future__ import annotations
