@@ -79,6 +79,7 @@ _SCHEMA = (
 )
 _SEEN = "SELECT 1 FROM inbox WHERE handler = ? AND event_id = ?"
 _MARK = "INSERT INTO inbox (handler, event_id) VALUES (?, ?)"
+_MARK_UNLESS_SEEN = "INSERT OR IGNORE INTO inbox (handler, event_id) VALUES (?, ?)"
 
 
 class InboxSkip(NamedTuple):
@@ -294,11 +295,12 @@ class Once(Layer):
         db = self.inbox.db
         db.execute("SAVEPOINT once")
         try:
-            if db.execute(_SEEN, (handler, event_id)).fetchone() is not None:
+            # Mark first, in one statement: a mark already there inserts nothing (seen), and
+            # a failing handler rolls its new mark back with its effect.
+            if db.execute(_MARK_UNLESS_SEEN, (handler, event_id)).rowcount == 0:
                 self.inbox.skipped.append(InboxSkip(handler, event_id))
                 db.execute("RELEASE once")
                 return None
-            db.execute(_MARK, (handler, event_id))
             produced = yield NEXT
         except BaseException:
             db.execute("ROLLBACK TO once")
