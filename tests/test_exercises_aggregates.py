@@ -1,18 +1,18 @@
-"""The checks of notebook 04's exercises: each fails on the notebook's starting point and on a
-plausible wrong answer, saying what is wrong, and passes on the published solution."""
+"""The checks of notebook 05's exercises: each fails on the notebook's starting point and on
+plausible wrong answers, each with its own message, and passes on the published solution."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from eda_lesson import DispatchResult, EventBus
 from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import aggregates as check
-from eda_lesson.book.exercises.aggregates import OrderReturned
+from eda_lesson.book.exercises.aggregates import MAX_UNITS, OrderReturned
 from eda_lesson.patterns.aggregate import DomainError
-from eda_lesson.patterns.event_methods import applies
-from eda_lesson.patterns.store import ConcurrencyError, EventStore
-from eda_lesson.patterns.unit_of_work import UnitOfWork
-from eda_lesson.shop.events import OrderCancelled
-from eda_lesson.shop.order import Order
+from eda_lesson.shop.events import LineItem, OrderPaid
+from eda_lesson.shop.stored_order import Order
 
 
 def not_yet(feedback: Feedback, *words: str) -> None:
@@ -33,212 +33,233 @@ class StubOrder(Order):
     def return_parcel(self, reason: str) -> None:
         self.status = "returned"
 
-    @applies(OrderReturned)
-    def _returned(self, event: OrderReturned) -> None:
-        pass
 
-
-class StateInTheCommand(Order):
+class Solution1(Order):
     def return_parcel(self, reason: str) -> None:
         if self.status != "shipped":
             raise DomainError(f"order {self.id} is {self.status}; only a shipped order returns")
-        self.record(OrderReturned(self.id, reason))
         self.status = "returned"
-
-    @applies(OrderReturned)
-    def _returned(self, event: OrderReturned) -> None:
-        pass
+        self.events.append(OrderReturned(self.id, reason))
 
 
 class NoRule(Order):
     def return_parcel(self, reason: str) -> None:
-        self.record(OrderReturned(self.id, reason))
-
-    @applies(OrderReturned)
-    def _returned(self, event: OrderReturned) -> None:
         self.status = "returned"
+        self.events.append(OrderReturned(self.id, reason))
 
 
-class RecordsThenRefuses(Order):
+class CheckAfterTheChange(Order):
     def return_parcel(self, reason: str) -> None:
-        self.record(OrderReturned(self.id, reason))
-        if self.pending[-2:-1] and type(self.pending[-2]).__name__ != "OrderShipped":
+        was = self.status
+        self.status = "returned"
+        self.events.append(OrderReturned(self.id, reason))
+        if was != "shipped":
             raise DomainError("only a shipped order can be returned")
 
-    @applies(OrderReturned)
-    def _returned(self, event: OrderReturned) -> None:
-        self.status = "returned"
 
-
-class ReturnableOrder(Order):
+class WrongError(Order):
     def return_parcel(self, reason: str) -> None:
         if self.status != "shipped":
-            raise DomainError(f"order {self.id} is {self.status}; only a shipped order returns")
-        self.record(OrderReturned(self.id, reason))
-
-    @applies(OrderReturned)
-    def _returned(self, event: OrderReturned) -> None:
+            raise ValueError("only a shipped order can be returned")
         self.status = "returned"
+        self.events.append(OrderReturned(self.id, reason))
 
 
-def test_ex1_changing_the_state_without_recording_is_caught() -> None:
-    not_yet(check.ex1(StubOrder), "nothing was recorded", "self.record(OrderReturned")
+class StatusForgotten(Order):
+    def return_parcel(self, reason: str) -> None:
+        if self.status != "shipped":
+            raise DomainError("only a shipped order can be returned")
+        self.events.append(OrderReturned(self.id, reason))
 
 
-def test_ex1_state_changed_in_the_command_does_not_survive_replay() -> None:
-    not_yet(check.ex1(StateInTheCommand), "rebuilt from its events", "@applies(OrderReturned)")
+def test_exercise_1_passes_the_solution() -> None:
+    correct(check.ex1(Solution1))
 
 
-def test_ex1_a_missing_rule_is_caught() -> None:
-    not_yet(check.ex1(NoRule), "returning a created order was allowed", "raise DomainError")
+def test_exercise_1_says_the_starting_point_records_nothing() -> None:
+    not_yet(check.ex1(StubOrder), "events are []", "self.events.append")
 
 
-def test_ex1_recording_before_checking_the_rule_is_caught() -> None:
-    not_yet(check.ex1(RecordsThenRefuses), "still changed it", "record only when it holds")
+def test_exercise_1_rejects_a_command_without_its_rule() -> None:
+    not_yet(check.ex1(NoRule), "returning a created order was allowed")
 
 
-def test_ex1_not_an_order_class_is_refused() -> None:
-    not_yet(check.ex1(ReturnableOrder()), "subclass of Order")  # type: ignore[arg-type]
+def test_exercise_1_says_the_check_belongs_before_the_change() -> None:
+    not_yet(check.ex1(CheckAfterTheChange), "only after changing it", "top of the command")
 
 
-def test_ex1_passes_on_the_solution() -> None:
-    correct(check.ex1(ReturnableOrder))
+def test_exercise_1_wants_a_domain_error() -> None:
+    not_yet(check.ex1(WrongError), "refused with ValueError", "DomainError")
+
+
+def test_exercise_1_wants_the_state_changed_too() -> None:
+    not_yet(check.ex1(StatusForgotten), "status is 'shipped', not 'returned'")
+
+
+def test_exercise_1_wants_the_class_itself() -> None:
+    not_yet(check.ex1(Solution1("o-1", "c-7", 1.0)), "pass your class")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- exercise 2
 
 
-def commit_stub(store: EventStore, bus: EventBus, order: Order) -> list[DispatchResult]:
-    return [bus.dispatch(event) for event in order.pending]
+def stub_pay_and_publish(order: Order, amount: float, bus: EventBus) -> list[DispatchResult]:
+    return [bus.dispatch(OrderPaid(order.id, amount))]
 
 
-def commit_publishing_first(store: EventStore, bus: EventBus, order: Order) -> list[DispatchResult]:
-    results = [bus.dispatch(event) for event in order.pending]
-    store.append(order.stream_id, order.pending, order.saved_version)
-    order.collect_pending()
+def solution_2(order: Order, amount: float, bus: EventBus) -> list[DispatchResult]:
+    order.pay(amount)
+    decided = list(order.events)
+    order.events.clear()
+    return [bus.dispatch(event) for event in decided]
+
+
+def events_kept(order: Order, amount: float, bus: EventBus) -> list[DispatchResult]:
+    order.pay(amount)
+    return [bus.dispatch(event) for event in order.events]
+
+
+def publish_then_decide(order: Order, amount: float, bus: EventBus) -> list[DispatchResult]:
+    results = [bus.dispatch(OrderPaid(order.id, amount))]
+    order.pay(amount)
+    order.events.clear()
     return results
 
 
-def commit_with_current_version(
-    store: EventStore, bus: EventBus, order: Order
-) -> list[DispatchResult]:
-    store.append(order.stream_id, order.pending, store.version(order.stream_id))
-    return [bus.dispatch(event) for event in order.collect_pending()]
-
-
-def commit_keeping_pending(store: EventStore, bus: EventBus, order: Order) -> list[DispatchResult]:
-    store.append(order.stream_id, order.pending, order.saved_version)
-    return [bus.dispatch(event) for event in order.pending]
-
-
-def commit_swallowing_conflicts(
-    store: EventStore, bus: EventBus, order: Order
-) -> list[DispatchResult]:
+def refusal_swallowed(order: Order, amount: float, bus: EventBus) -> list[DispatchResult]:
     try:
-        store.append(order.stream_id, order.pending, order.saved_version)
-    except ConcurrencyError:
+        return solution_2(order, amount, bus)
+    except DomainError:
         return []
-    return [bus.dispatch(event) for event in order.collect_pending()]
 
 
-def commit(store: EventStore, bus: EventBus, order: Order) -> list[DispatchResult]:
-    store.append(order.stream_id, order.pending, order.saved_version)
-    return [bus.dispatch(event) for event in order.collect_pending()]
+def returns_nothing(order: Order, amount: float, bus: EventBus) -> None:
+    solution_2(order, amount, bus)
 
 
-def test_ex2_the_stub_saves_nothing() -> None:
-    not_yet(check.ex2(commit_stub), "holds []", "store.append")
+def test_exercise_2_passes_the_solution() -> None:
+    correct(check.ex2(solution_2))
 
 
-def test_ex2_publishing_before_saving_is_caught() -> None:
-    not_yet(check.ex2(commit_publishing_first), "published before it was saved", "save first")
+def test_exercise_2_says_the_starting_point_never_asks_the_order() -> None:
+    not_yet(check.ex2(stub_pay_and_publish), "never asked", "order.pay(amount)")
 
 
-def test_ex2_the_stream_version_instead_of_the_loaded_version_is_caught() -> None:
-    not_yet(
-        check.ex2(commit_with_current_version),
-        "saved OrderPaid on top of it",
-        "order.saved_version",
-    )
+def test_exercise_2_rejects_events_left_to_be_published_twice() -> None:
+    not_yet(check.ex2(events_kept), "a second time", "order.events.clear()")
 
 
-def test_ex2_events_left_pending_after_the_save_are_caught() -> None:
-    not_yet(check.ex2(commit_keeping_pending), "still holds pending events", "collect_pending")
+def test_exercise_2_rejects_publishing_before_the_decision() -> None:
+    not_yet(check.ex2(publish_then_decide), "a receipt for a payment the order refused")
 
 
-def test_ex2_a_swallowed_conflict_is_caught() -> None:
-    not_yet(check.ex2(commit_swallowing_conflicts), "returned normally", "ConcurrencyError")
+def test_exercise_2_rejects_a_refusal_swallowed() -> None:
+    not_yet(check.ex2(refusal_swallowed), "returned normally", "must reach the caller")
 
 
-def test_ex2_passes_on_the_solution() -> None:
-    correct(check.ex2(commit))
+def test_exercise_2_wants_the_results() -> None:
+    not_yet(check.ex2(returns_nothing), "returned None")
 
 
 # ---------------------------------------------------------------------- exercise 3
 
 
-def cancel_order_stub(
-    store: EventStore, bus: EventBus, order_id: str, reason: str
-) -> list[DispatchResult]:
-    return [bus.dispatch(OrderCancelled(order_id, reason))]
+def units(items: Iterable[LineItem]) -> int:
+    return sum(item.quantity for item in items)
 
 
-def cancel_order_without_commit(
-    store: EventStore, bus: EventBus, order_id: str, reason: str
-) -> list[DispatchResult]:
-    with UnitOfWork(store, bus) as uow:
-        uow.repository(Order).get(order_id).cancel(reason)
-    return []
+class StubLimited(Order):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for item in self.items:
+            if item.quantity > MAX_UNITS:
+                raise DomainError(f"at most {MAX_UNITS} units of {item.sku}")
 
 
-def cancel_order_hiding_refusals(
-    store: EventStore, bus: EventBus, order_id: str, reason: str
-) -> list[DispatchResult]:
-    try:
-        with UnitOfWork(store, bus) as uow:
-            uow.repository(Order).get(order_id).cancel(reason)
-            return uow.commit()
-    except DomainError:
-        return []
+class Solution3(Order):
+    @classmethod
+    def create(
+        cls, order_id: str, customer_id: str, total: float, items: Iterable[LineItem] = ()
+    ) -> Solution3:
+        items = tuple(items)
+        if units(items) > MAX_UNITS:
+            raise DomainError(f"order {order_id}: more than {MAX_UNITS} units")
+        return super().create(order_id, customer_id, total, items)
+
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if units(self.items) + quantity > MAX_UNITS:
+            raise DomainError(f"order {self.id}: more than {MAX_UNITS} units")
+        super().add_item(sku, quantity, price)
 
 
-def cancel_order(
-    store: EventStore, bus: EventBus, order_id: str, reason: str
-) -> list[DispatchResult]:
-    with UnitOfWork(store, bus) as uow:
-        order = uow.repository(Order).get(order_id)
-        order.cancel(reason)
-        return uow.commit()
+class OneLineAtATime(Order):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if quantity > MAX_UNITS:
+            raise DomainError("too many")
+        super().add_item(sku, quantity, price)
 
 
-def test_ex3_the_stub_publishes_without_saving() -> None:
-    not_yet(check.ex3(cancel_order_stub), "published but never saved", "UnitOfWork")
+class CheckAfterAdding(Order):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        super().add_item(sku, quantity, price)
+        if units(self.items) > MAX_UNITS:
+            raise DomainError("too many")
 
 
-def test_ex3_forgetting_to_commit_is_explained() -> None:
-    not_yet(check.ex3(cancel_order_without_commit), "nothing was saved", "uow.commit()")
+class OffByOne(Solution3):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if units(self.items) + quantity >= MAX_UNITS:
+            raise DomainError("too many")
+        Order.add_item(self, sku, quantity, price)
 
 
-def test_ex3_hiding_the_aggregates_refusal_is_caught() -> None:
-    not_yet(check.ex3(cancel_order_hiding_refusals), "returned normally", "DomainError")
+class CreateForgotten(Order):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if units(self.items) + quantity > MAX_UNITS:
+            raise DomainError("too many")
+        super().add_item(sku, quantity, price)
 
 
-def test_ex3_passes_on_the_solution() -> None:
-    correct(check.ex3(cancel_order))
+class ValueErrorInstead(Order):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if units(self.items) + quantity > MAX_UNITS:
+            raise ValueError("too many")
+        super().add_item(sku, quantity, price)
 
 
-def cancel_order_around_the_aggregate(
-    store: EventStore, bus: EventBus, order_id: str, reason: str
-) -> list[DispatchResult]:
-    stream = Order.stream_for(order_id)
-    event = OrderCancelled(order_id, reason)
-    store.append(stream, [event], store.version(stream))
-    return [bus.dispatch(event)]
+class AddForgotten(Order):
+    def add_item(self, sku: str, quantity: int = 1, price: float = 0.0) -> None:
+        if units(self.items) + quantity > MAX_UNITS:
+            raise DomainError("too many")
 
 
-def test_ex3_going_around_the_aggregate_cancels_a_shipped_order() -> None:
-    not_yet(
-        check.ex3(cancel_order_around_the_aggregate),
-        "order o-2 had shipped, yet cancelling it went through",
-        "order.cancel(reason) checks the rules",
-    )
+def test_exercise_3_passes_the_solution() -> None:
+    correct(check.ex3(Solution3))
+
+
+def test_exercise_3_says_a_check_in_init_belongs_in_the_commands() -> None:
+    not_yet(check.ex3(StubLimited), "a check in __init__", "create and add_item")
+
+
+def test_exercise_3_rejects_a_check_of_one_line_at_a_time() -> None:
+    not_yet(check.ex3(OneLineAtATime), "all the lines together")
+
+
+def test_exercise_3_says_the_check_belongs_before_adding() -> None:
+    not_yet(check.ex3(CheckAfterAdding), "only after adding them", "before super().add_item")
+
+
+def test_exercise_3_allows_exactly_the_limit() -> None:
+    not_yet(check.ex3(OffByOne), "exactly 10 units) was refused")
+
+
+def test_exercise_3_wants_create_checked_too() -> None:
+    not_yet(check.ex3(CreateForgotten), "was created", "create is a command too")
+
+
+def test_exercise_3_wants_a_domain_error() -> None:
+    not_yet(check.ex3(ValueErrorInstead), "refused with ValueError")
+
+
+def test_exercise_3_wants_an_allowed_add_to_add() -> None:
+    not_yet(check.ex3(AddForgotten), "an allowed add_item must still add")

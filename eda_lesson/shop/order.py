@@ -1,5 +1,9 @@
 """The shop's order as an event-sourced aggregate: the rules of an order, and the events it records.
 
+Chapter 09 on rebuild the order from its events with this class. Chapters 05 and 06 teach the
+same rules on a state-stored order, :mod:`eda_lesson.shop.stored_order`, saved as its current
+state with a version number.
+
 >>> order = Order.create("o-1", customer_id="c-7", total=42.0)
 >>> order.pay(42.0)
 >>> order

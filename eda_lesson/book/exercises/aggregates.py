@@ -1,13 +1,14 @@
-"""Checks for the exercises of notebook 04 (aggregates and the unit of work): give an aggregate a
-new command with its rule, save before publishing, and handle a command through a unit of work.
+"""Checks for the exercises of notebook 05 (aggregates): give the state-stored order a new
+command with its rule, publish only what the order decided, and guard a rule across line items.
 
-Each check builds its own event store, bus, shop and orders, runs the learner's code against
-them and returns :class:`~eda_lesson.book.exercises.Feedback`; the learner's objects are never
-changed. :class:`OrderReturned` is the event exercise 1 records.
+Each check builds its own orders and bus, runs the learner's code against them and returns
+:class:`~eda_lesson.book.exercises.Feedback`; the learner's objects are never changed.
+:class:`OrderReturned` is the event exercise 1 records; :data:`MAX_UNITS` is exercise 3's limit.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,10 @@ from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.result import DispatchResult, describe_value
 from eda_lesson.patterns.aggregate import DomainError
-from eda_lesson.patterns.store import ConcurrencyError, EventStore, InMemoryEventStore
-from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderEvent
-from eda_lesson.shop.order import Order
-from eda_lesson.shop.services import Shop
+from eda_lesson.shop.events import LineItem, OrderEvent, OrderPaid
+from eda_lesson.shop.stored_order import ItemAdded, Order
 
-__all__ = ["OrderReturned", "ex1", "ex2", "ex3"]
+__all__ = ["MAX_UNITS", "OrderReturned", "ex1", "ex2", "ex3"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,8 @@ class OrderReturned(OrderEvent):
     reason: str = ""
 
 
-# ---------------------------------------------------------------------- exercise 1
+MAX_UNITS = 10
+"""Exercise 3: the most units one order may hold, all its lines together."""
 
 
 def _call(command: Callable[[], object]) -> Exception | None:
@@ -43,6 +43,23 @@ def _call(command: Callable[[], object]) -> Exception | None:
     return None
 
 
+def _loaded(order_class: type[Order], status: str, order_id: str = "o-1") -> Order:
+    """An order as the repository loads it: saved once, in ``status``, no new events."""
+    paid = 42.0 if status in ("paid", "shipped") else 0.0
+    return order_class(order_id, "c-7", 42.0, status=status, amount_paid=paid, version=3)
+
+
+def _snapshot(order: Order) -> tuple[object, ...]:
+    return (order.status, order.total, order.items, order.amount_paid, list(order.events))
+
+
+def _names(events: list[object]) -> list[str]:
+    return [type(event).__name__ for event in events]
+
+
+# ---------------------------------------------------------------------- exercise 1
+
+
 @exercise("Exercise 1: a new command and its rule")
 def ex1(order_class: type[Order]) -> str:
     """``order_class``: a subclass of Order with ``return_parcel(reason)``."""
@@ -51,10 +68,7 @@ def ex1(order_class: type[Order]) -> str:
         f"pass your class, a subclass of Order; got {describe_value(order_class)}",
         "check.ex1(ReturnableOrder), without parentheses after the name",
     )
-    shipped = order_class.create("o-1", "c-7", 42.0)
-    shipped.pay()
-    shipped.ship("TRACK-1")
-    before = shipped.version
+    shipped = _loaded(order_class, "shipped")
     error = _call(lambda: shipped.return_parcel("too small"))  # type: ignore[attr-defined]
     expect(
         error is None,
@@ -62,217 +76,180 @@ def ex1(order_class: type[Order]) -> str:
         "a shipped order is the one order that can be returned",
     )
     expect(
-        shipped.pending[-1:] == [OrderReturned("o-1", "too small")],
-        f"after return_parcel('too small') the last pending event is "
-        f"{shipped.pending[-1]!r}, so nothing was recorded",
-        "record the fact: self.record(OrderReturned(self.id, reason)); do not set the status "
-        "yourself",
+        shipped.events == [OrderReturned("o-1", "too small")],
+        f"after return_parcel('too small') the order's events are {_names(shipped.events)}: "
+        "the decision was not recorded, so nobody will ever hear of the return",
+        "append the fact once the rule holds: self.events.append(OrderReturned(self.id, reason))",
     )
     expect(
-        shipped.status == "returned" and shipped.version == before + 1,
-        f"after recording OrderReturned the order's status is {shipped.status!r}",
-        'the method marked @applies(OrderReturned) sets self.status = "returned"',
+        shipped.status == "returned",
+        f"after the return the order's status is {shipped.status!r}, not 'returned'",
+        'the command changes the state too: self.status = "returned"',
     )
-    replayed = order_class.from_events(shipped.pending)
-    expect(
-        replayed.status == "returned",
-        f"rebuilt from its events, the order's status is {replayed.status!r}, not 'returned': "
-        "the status was changed by the command, not by applying the event",
-        "change the state only in the @applies(OrderReturned) method; the command checks the "
-        "rule and calls self.record(...)",
-    )
-    for stage, make in (("created", _created), ("paid", _paid)):
-        order = make(order_class)
-        pending = list(order.pending)
+    for stage in ("created", "paid", "cancelled"):
+        order = _loaded(order_class, stage)
+        before = _snapshot(order)
         error = _call(lambda order=order: order.return_parcel("too small"))  # type: ignore[misc]
         expect(
-            isinstance(error, DomainError),
-            f"returning a {stage} order was "
-            + ("allowed" if error is None else f"refused with {type(error).__name__}: {error}"),
-            'raise DomainError unless self.status == "shipped": only a shipped order can be '
-            "returned",
+            error is not None,
+            f"returning a {stage} order was allowed: only a shipped order can be returned",
+            'check the rule first: if self.status != "shipped", raise DomainError(...)',
         )
         expect(
-            order.pending == pending and order.status == stage,
-            f"return_parcel refused a {stage} order but still changed it (pending: "
-            f"{[type(event).__name__ for event in order.pending]})",
-            "check the rule first, and record only when it holds",
+            isinstance(error, DomainError),
+            f"returning a {stage} order was refused with {type(error).__name__}: {error}; a "
+            "broken rule of the domain is a DomainError, which callers catch to show the reason",
+            "raise DomainError(...) (from eda_lesson.patterns.aggregate)",
         )
-    return "the rule is checked, the event recorded, and replay rebuilds the state"
-
-
-def _created(order_class: type[Order]) -> Order:
-    return order_class.create("o-2", "c-7", 10.0)
-
-
-def _paid(order_class: type[Order]) -> Order:
-    order = order_class.create("o-3", "c-7", 10.0)
-    order.pay()
-    return order
+        expect(
+            _snapshot(order) == before,
+            f"return_parcel refused a {stage} order, but only after changing it (status "
+            f"{order.status!r}, events {_names(order.events)}): the check belongs at the top of "
+            "the command, before anything changes",
+            "move the if ... raise DomainError(...) above the lines that change the order",
+        )
+    return "the rule is checked first, then the state changes and the event is recorded"
 
 
 # ---------------------------------------------------------------------- exercise 2
 
 
-class _Witness:
-    """A handler that notes, for each event it hears, what the store held at that moment."""
+class _Heard:
+    """A bus with one handler that notes every order event it hears."""
 
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-        self.heard: list[tuple[str, list[str]]] = []
-
-    def __call__(self, event: OrderEvent) -> None:
-        stored = [s.type_name for s in self.store.read(Order.stream_for(event.order_id))]
-        self.heard.append((type(event).__name__, stored))
+    def __init__(self) -> None:
+        self.bus = EventBus()
+        self.events: list[object] = []
+        self.bus.register(OrderEvent, self.events.append)
 
 
-def _world() -> tuple[InMemoryEventStore, EventBus, _Witness]:
-    store, bus = InMemoryEventStore(), EventBus()
-    witness = _Witness(store)
-    bus.register(OrderEvent, witness)
-    return store, bus, witness
+PayAndPublish = Callable[[Order, float, EventBus], Any]
 
 
-CommitFunction = Callable[[EventStore, EventBus, Order], Any]
-
-
-@exercise("Exercise 2: save, then publish")
-def ex2(commit: CommitFunction) -> str:
-    """``commit(store, bus, order)`` saves the order's pending events, then publishes them."""
+@exercise("Exercise 2: publish only what the order decided")
+def ex2(pay_and_publish: PayAndPublish) -> str:
+    """``pay_and_publish(order, amount, bus)``: the order decides, the bus hears its events."""
     expect(
-        callable(commit),
-        f"pass your function itself, got {describe_value(commit)}",
-        "check.ex2(commit), without parentheses after the name",
+        callable(pay_and_publish),
+        f"pass your function itself, got {describe_value(pay_and_publish)}",
+        "check.ex2(pay_and_publish), without parentheses after the name",
     )
-    store, bus, witness = _world()
-    order = Order.create("o-1", "c-7", 42.0)
-    results = commit(store, bus, order)
-    saved = [s.type_name for s in store.read("order-o-1")]
+    heard = _Heard()
+    order = _loaded(Order, "created")
+    results = pay_and_publish(order, 42.0, heard.bus)
     expect(
-        saved == ["OrderCreated"],
-        f"after your commit the stream order-o-1 holds {saved}",
-        "append the pending events: store.append(order.stream_id, order.pending, "
-        "order.saved_version)",
+        order.status == "paid",
+        f"after pay_and_publish the order is still {order.status!r}: the order was never asked",
+        "let the order decide first: order.pay(amount)",
     )
     expect(
-        witness.heard,
-        "no handler heard OrderCreated: the events were saved but never published",
-        "after saving, dispatch each event: bus.dispatch(event)",
+        heard.events == [OrderPaid("o-1", 42.0)],
+        f"the bus heard {_names(heard.events) or 'nothing'}, not the one OrderPaid the order "
+        "decided",
+        "then dispatch what the order recorded: each event of order.events",
     )
     expect(
-        witness.heard == [("OrderCreated", ["OrderCreated"])],
-        f"a handler heard OrderCreated when the store held {witness.heard[0][1]}: the event was "
-        "published before it was saved",
-        "save first, then publish: if the save fails, nobody must have heard of the event",
+        order.events == [],
+        f"the order still holds {_names(order.events)} after they were published: the next "
+        "caller would publish them a second time",
+        "hand the events over once: take them out of order.events (order.events.clear())",
     )
     expect(
         isinstance(results, list) and all(isinstance(r, DispatchResult) for r in results),
-        f"your commit returned {describe_value(results)}",
+        f"your function returned {describe_value(results)}",
         "return the list of what bus.dispatch returned, one result per event",
     )
-    expect(
-        order.pending == [] and order.saved_version == 1,
-        f"after the commit the order still holds pending events "
-        f"{[type(event).__name__ for event in order.pending]}, as if nothing had been saved",
-        "once saved, take the events out: events = order.collect_pending()",
-    )
-    _check_conflict(commit)
-    return "saved first, published after, and a conflict publishes nothing"
-
-
-def _check_conflict(commit: CommitFunction) -> None:
-    """A clerk cancels while the customer's payment is being decided: the payment must fail."""
-    store, bus, witness = _world()
-    store.append("order-o-2", [OrderCreated("o-2", "c-7", 10.0)], 0)
-    order = Order.from_events(s.event for s in store.read("order-o-2"))
-    order.pay()
-    store.append("order-o-2", [OrderCancelled("o-2", "out of stock")], 1)
-    error = _call(lambda: commit(store, bus, order))
-    saved = [s.type_name for s in store.read("order-o-2")]
-    expect(
-        saved == ["OrderCreated", "OrderCancelled"],
-        f"the order was cancelled after it was loaded, yet your commit saved OrderPaid on top "
-        f"of it: the stream now holds {saved}",
-        "pass the version the order was loaded at, order.saved_version, as expected_version "
-        "(not store.version(...)): then the store refuses a decision made on old information",
-    )
-    expect(
-        not witness.heard,
-        f"the save was refused, but handlers heard {[name for name, _ in witness.heard]}: a "
-        "receipt for a payment the store never recorded",
-        "publish only after store.append(...) returned",
-    )
-    expect(
-        isinstance(error, ConcurrencyError),
-        "the store refused the save, but your commit "
-        + ("returned normally" if error is None else f"raised {type(error).__name__}: {error}"),
-        "let the ConcurrencyError reach the caller: it must load the order again and decide again",
-    )
+    for stage, amount, why in (
+        ("cancelled", 42.0, "a cancelled order"),
+        ("created", 40.0, "a payment of 40 for a total of 42"),
+    ):
+        heard = _Heard()
+        order = _loaded(Order, stage)
+        error = _call(functools.partial(pay_and_publish, order, amount, heard.bus))
+        expect(
+            not heard.events,
+            f"for {why} the bus heard {_names(heard.events)}: a receipt for a payment the order "
+            "refused",
+            "dispatch only after order.pay(...) returned: a refusal must publish nothing",
+        )
+        expect(
+            isinstance(error, DomainError),
+            f"for {why} your function "
+            + ("returned normally" if error is None else f"raised {type(error).__name__}: {error}")
+            + "; the order's DomainError must reach the caller, who shows the reason",
+            "do not catch the DomainError: let it propagate",
+        )
+    return "the order decides, and the bus hears only what it decided, once"
 
 
 # ---------------------------------------------------------------------- exercise 3
 
 
-def _shop_with_orders() -> tuple[InMemoryEventStore, EventBus, Shop]:
-    """A store holding order o-1 (created) and o-2 (shipped), and a bus with the shop on it."""
-    store, bus, shop = InMemoryEventStore(), EventBus(), Shop()
-    shop.register(bus)
-    created = Order.create("o-1", "c-7", 42.0)
-    store.append(created.stream_id, created.collect_pending(), 0)
-    shipped = Order.create("o-2", "c-8", 10.0)
-    shipped.pay()
-    shipped.ship("TRACK-2")
-    store.append(shipped.stream_id, shipped.collect_pending(), 0)
-    return store, bus, shop
+def _units(order: Order) -> int:
+    return sum(item.quantity for item in order.items)
 
 
-@exercise("Exercise 3: a command handler")
-def ex3(cancel_order: Callable[[EventStore, EventBus, str, str], Any]) -> str:
-    """``cancel_order(store, bus, order_id, reason)`` cancels through a unit of work."""
+@exercise("Exercise 3 (stretch): a rule across line items")
+def ex3(order_class: type[Order]) -> str:
+    """``order_class``: a subclass of Order that holds at most MAX_UNITS units in all."""
     expect(
-        callable(cancel_order),
-        f"pass your function itself, got {describe_value(cancel_order)}",
-        "check.ex3(cancel_order), without parentheses after the name",
+        isinstance(order_class, type) and issubclass(order_class, Order),
+        f"pass your class, a subclass of Order; got {describe_value(order_class)}",
+        "check.ex3(LimitedOrder), without parentheses after the name",
     )
-    store, bus, shop = _shop_with_orders()
-    results = cancel_order(store, bus, "o-1", "changed my mind")
-    saved = [s.event for s in store.read("order-o-1")]
-    heard = shop.orders.status.get("o-1") == "cancelled"
-    expect(
-        saved[1:] or heard,
-        "nothing was saved and no handler ran: the unit of work threw the recorded "
-        "OrderCancelled away when the with block ended",
-        "call uow.commit() inside the with block, after order.cancel(reason)",
+    old = _call(
+        lambda: order_class("o-old", "c-1", 60.0, (LineItem("book", 12),), status="paid", version=3)
     )
     expect(
-        saved[1:] == [OrderCancelled("o-1", "changed my mind")],
-        f"the stream order-o-1 holds {[type(e).__name__ for e in saved]}: OrderCancelled was "
-        "published but never saved",
-        "let the aggregate decide and the unit of work save: in a with UnitOfWork(store, bus) "
-        "block, load the order with uow.repository(Order).get(order_id), cancel it, then commit",
+        old is None,
+        f"loading an order saved before the rule existed (12 books, already paid) raised "
+        f"{type(old).__name__}: {old}. A repository builds stored orders by calling the class, "
+        "LimitedOrder(...), so a check in __init__ refuses what was decided long ago; it "
+        "belongs in the commands that take new items, create and add_item",
+        "leave __init__ alone; override create and add_item",
     )
+    order = order_class.create("o-1", "c-7", 0.0)
+    order.events.clear()
+    order.add_item("book", 6, 5.0)
     expect(
-        heard,
-        "OrderCancelled was saved but the shop's handlers never heard it",
-        "commit with a UnitOfWork(store, bus): it publishes on the bus after saving",
+        _units(order) == 6 and order.events == [ItemAdded("o-1", "book", 6, 5.0)],
+        f"adding 6 books to an empty order left items {order.items} and events "
+        f"{_names(order.events)}: an allowed add_item must still add",
+        "after the check, call super().add_item(sku, quantity, price)",
     )
+    before = _snapshot(order)
+    error = _call(lambda: order.add_item("pen", 6, 1.0))
     expect(
-        isinstance(results, list) and [type(r.event) for r in results] == [OrderCancelled],
-        f"your function returned {describe_value(results)}",
-        "return what uow.commit() returns: one dispatch result per published event",
-    )
-    store, bus, shop = _shop_with_orders()
-    error = _call(lambda: cancel_order(store, bus, "o-2", "too late"))
-    saved_types = [s.type_name for s in store.read("order-o-2")]
-    expect(
-        saved_types[-1] == "OrderShipped" and "o-2" not in shop.orders.status,
-        f"order o-2 had shipped, yet cancelling it went through: the stream holds {saved_types}",
-        "go through the aggregate: order.cancel(reason) checks the rules before it records",
+        error is not None,
+        f"6 books and then 6 pens were accepted: the order now holds {_units(order)} units, "
+        f"more than {MAX_UNITS}. The rule is about all the lines together",
+        "count the units already on the order (sum of item.quantity) plus the new quantity",
     )
     expect(
         isinstance(error, DomainError),
-        "cancelling the shipped order o-2 "
-        + ("returned normally" if error is None else f"raised {type(error).__name__}: {error}"),
-        "let the DomainError from order.cancel(...) reach the caller, who can show it",
+        f"the add was refused with {type(error).__name__}: {error}; a broken rule is a DomainError",
+        "raise DomainError(...) (from eda_lesson.patterns.aggregate)",
     )
-    return "the aggregate decides, the unit of work saves, then the shop hears of it"
+    expect(
+        _snapshot(order) == before,
+        f"add_item refused the pens but only after adding them (items {order.items}): the "
+        "check belongs before super().add_item(...)",
+        "check first, then call super().add_item(...)",
+    )
+    error = _call(lambda: order.add_item("pen", 4, 1.0))
+    expect(
+        error is None and _units(order) == MAX_UNITS,
+        f"adding 4 pens to 6 books (exactly {MAX_UNITS} units) was refused: at most "
+        f"{MAX_UNITS} means {MAX_UNITS} is allowed",
+        f"refuse only when the units would exceed {MAX_UNITS} (>, not >=)",
+    )
+    big = (LineItem("book", 7), LineItem("pen", 5))
+    error = _call(lambda: order_class.create("o-2", "c-7", 12.0, big))
+    expect(
+        isinstance(error, DomainError),
+        "a new order with 7 books and 5 pens (12 units) was "
+        + ("created" if error is None else f"refused with {type(error).__name__}: {error}")
+        + ": create is a command too, and items arrive through it",
+        "override create as a classmethod: check the items, then return super().create(...)",
+    )
+    return "the rule holds across lines, in the commands, and old orders still load"
