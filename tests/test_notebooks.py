@@ -8,6 +8,7 @@ stable, that each chapter has its parts, and that the published solutions pass t
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import uuid
@@ -457,3 +458,31 @@ def test_the_mermaid_block_of_chapter_03_is_exactly_the_export_printed_above_it(
             assert block.group(1) == printed, "copy the printed export into the Markdown cell"
             return
     pytest.fail("chapter 03 has no Mermaid block")
+
+
+def test_adjacent_prints_saved_as_one_output_whatever_the_kernel_flushed() -> None:
+    from eda_lesson.book.chapters import merge_streams
+
+    def stream(name: str, text: str | list[str]) -> dict[str, Any]:
+        return {"output_type": "stream", "name": name, "text": text}
+
+    split = {"cells": [{"cell_type": "code", "outputs": [
+        stream("stdout", "one\n"), stream("stdout", ["two\n", "three\n"]), stream("stderr", "x\n"),
+        {"output_type": "execute_result", "data": {"text/plain": "42"}}, stream("stdout", "four\n"),
+    ]}, {"cell_type": "markdown"}]}  # fmt: skip
+    assert merge_streams(split) == 1
+    assert split["cells"][0]["outputs"] == [
+        stream("stdout", "one\ntwo\nthree\n"),
+        stream("stderr", "x\n"),
+        {"output_type": "execute_result", "data": {"text/plain": "42"}},
+        stream("stdout", "four\n"),
+    ]
+    assert merge_streams(split) == 0, "once merged, nothing changes"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
+def test_no_cell_saves_two_adjacent_outputs_of_one_stream(path: Path) -> None:
+    for cell in code_cells(load(path)):
+        kinds = [(o.get("output_type"), o.get("name")) for o in cell.get("outputs", [])]
+        twice = [a for a, b in itertools.pairwise(kinds) if a == b and a[0] == "stream"]
+        assert not twice, f"{path.name}: re-execute with python -m eda_lesson.book --execute"
