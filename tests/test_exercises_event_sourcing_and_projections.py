@@ -1,4 +1,4 @@
-"""The checks of notebook 07's exercises: each fails on the notebook's starting point and on
+"""The checks of notebook 09's exercises: each fails on the notebook's starting point and on
 plausible wrong answers, saying what is wrong, and passes on the published solution."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import event_sourcing_and_projections as check
 from eda_lesson.patterns.event_methods import applies
 from eda_lesson.patterns.projections import Projection
-from eda_lesson.patterns.store import ConcurrencyError, EventStore
+from eda_lesson.patterns.store import ConcurrencyError, EventStore, StoredEvent
 from eda_lesson.patterns.unit_of_work import UnitOfWork
 from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
 from eda_lesson.shop.order import Order
+from eda_lesson.shop.read_models import RevenuePerCustomer
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -160,8 +161,93 @@ def test_ex2_fails_when_a_refusal_is_retried_and_hidden() -> None:
     not_yet(check.ex2(cancel_retrying_everything), "returned quietly", "DomainError")
 
 
+def cancel_retrying_for_ever(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    while True:
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except ConcurrencyError:
+            continue
+
+
+def cancel_giving_up_quietly(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    for _ in range(3):
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except ConcurrencyError:
+            continue
+    return []
+
+
+def cancel_giving_up_vaguely(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    for _ in range(3):
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except ConcurrencyError:
+            pass
+    raise RuntimeError("could not cancel")
+
+
+def cancel_giving_up_with_a_clear_error(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    for attempt in range(5):
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except ConcurrencyError as error:
+            if attempt == 4:
+                raise RuntimeError(f"{order_id} still conflicts after 5 attempts") from error
+    return None
+
+
+def cancel_retrying_for_ever_catching_everything(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    while True:
+        try:
+            return cancel_stub(store, bus, order_id, reason)
+        except ConcurrencyError:
+            continue
+        except Exception:  # a catch-all cannot swallow the check's stop signal
+            continue
+
+
+def test_ex2_fails_when_the_retry_never_stops() -> None:
+    not_yet(check.ex2(cancel_retrying_for_ever), "still retrying after 20 attempts", "stop after")
+
+
+def test_ex2_stops_an_endless_loop_even_when_it_catches_every_exception() -> None:
+    feedback = check.ex2(cancel_retrying_for_ever_catching_everything)
+    not_yet(feedback, "still retrying after 20 attempts", "a refusal does not change")
+
+
+def test_ex2_fails_when_it_gives_up_by_returning_quietly() -> None:
+    not_yet(
+        check.ex2(cancel_giving_up_quietly), "gave up after 3 attempts and returned []", "raise"
+    )
+
+
+def test_ex2_fails_when_it_gives_up_with_an_error_that_hides_the_conflict() -> None:
+    not_yet(check.ex2(cancel_giving_up_vaguely), "RuntimeError: could not cancel", "re-raise")
+
+
+def test_ex2_accepts_a_clear_error_raised_from_the_conflict() -> None:
+    correct(check.ex2(cancel_giving_up_with_a_clear_error))
+
+
 def test_ex2_passes_on_the_solution() -> None:
-    correct(check.ex2(cancel_with_retry))
+    feedback = check.ex2(cancel_with_retry)
+    correct(feedback)
+    assert "ends after 3 attempts with a ConcurrencyError" in repr(feedback)
+
+
+def test_the_conflicting_store_never_lets_an_append_through() -> None:
+    store = check.ConflictingStore()
+    store.append("order-o-1", [OrderCreated("o-1", "c-7", 3.0)], 0)
+    store.ready = True
+    for _ in range(3):
+        with pytest.raises(ConcurrencyError):
+            store.append("order-o-1", [OrderCancelled("o-1")], len(store.read("order-o-1")))
+    assert store.version("order-o-1") == 1
 
 
 def test_the_busy_store_really_conflicts_once() -> None:
@@ -288,6 +374,119 @@ def test_ex4_passes_on_the_solution() -> None:
     correct(check.ex4(order_created_v1_to_v2))
 
 
+# ---------------------------------------------------------------------- exercise 5
+
+
+class ArrivalStub(check.ArrivingRevenue):
+    def receive(self, stored: StoredEvent) -> None:
+        self.apply(stored.event)
+
+
+class DropsDuplicatesOnly(check.ArrivingRevenue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[int] = set()
+
+    def receive(self, stored: StoredEvent) -> None:
+        if stored.position not in self.seen:
+            self.seen.add(stored.position)
+            self.apply(stored.event)
+
+
+class KeepsEarlyButDrainsOne(check.ArrivingRevenue):
+    """Wrong: applies at most one kept event when the gap fills."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: dict[str, int] = {}
+        self.waiting: dict[str, dict[int, object]] = {}
+
+    def receive(self, stored: StoredEvent) -> None:
+        done = self.applied.get(stored.stream_id, 0)
+        if stored.version <= done:
+            return
+        waiting = self.waiting.setdefault(stored.stream_id, {})
+        if stored.version != done + 1:
+            waiting[stored.version] = stored.event
+            return
+        self.apply(stored.event)
+        done += 1
+        if done + 1 in waiting:
+            done += 1
+            self.apply(waiting.pop(done))
+        self.applied[stored.stream_id] = done
+
+
+class WaitsForTheGlobalPosition(check.ArrivingRevenue):
+    """Wrong: waits for the next global position, so one late order holds up all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = 0
+        self.waiting: dict[int, object] = {}
+
+    def receive(self, stored: StoredEvent) -> None:
+        if stored.position <= self.position:
+            return
+        self.waiting[stored.position] = stored.event
+        while self.position + 1 in self.waiting:
+            self.position += 1
+            self.apply(self.waiting.pop(self.position))
+
+
+class InOrderRevenue(check.ArrivingRevenue):
+    """The published solution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: dict[str, int] = {}
+        self.waiting: dict[str, dict[int, object]] = {}
+
+    def receive(self, stored: StoredEvent) -> None:
+        done = self.applied.get(stored.stream_id, 0)
+        if stored.version <= done:
+            return
+        waiting = self.waiting.setdefault(stored.stream_id, {})
+        waiting[stored.version] = stored.event
+        while done + 1 in waiting:
+            done += 1
+            self.apply(waiting.pop(done))
+        self.applied[stored.stream_id] = done
+
+
+def test_ex5_fails_on_the_stub_which_counts_duplicates() -> None:
+    not_yet(check.ex5(ArrivalStub), "each event twice", "'c-7': 30.0", "duplicate")
+
+
+def test_ex5_fails_when_duplicates_are_dropped_but_early_events_applied() -> None:
+    not_yet(check.ex5(DropsDuplicatesOnly), "payment before its creation", "'unknown'", "keep an")
+
+
+def test_ex5_fails_when_only_one_kept_event_is_applied_after_a_gap() -> None:
+    not_yet(check.ex5(KeepsEarlyButDrainsOne), "cancel, then its payment", "while loop")
+
+
+def test_ex5_fails_when_it_waits_for_the_global_position() -> None:
+    not_yet(check.ex5(WaitsForTheGlobalPosition), "still on its way", "per stream")
+
+
+def test_ex5_refuses_what_is_not_a_subclass_of_arriving_revenue() -> None:
+    not_yet(check.ex5(InOrderRevenue()), "pass your class")
+    not_yet(check.ex5(dict), "pass your class")
+
+
+def test_ex5_passes_on_the_solution() -> None:
+    correct(check.ex5(InOrderRevenue))
+
+
+def test_the_arriving_revenue_applies_like_revenue_per_customer() -> None:
+    store = check._arrivals_store()
+    projection = RevenuePerCustomer()
+    projection.catch_up(store)
+    assert check._in_order(list(store.read_all())) == projection.revenue
+
+
 def test_feedback_is_the_same_on_every_run() -> None:
     assert repr(check.ex4(upcast_stub)) == repr(check.ex4(upcast_stub))
     assert repr(check.ex2(cancel_stub)) == repr(check.ex2(cancel_stub))
+    assert repr(check.ex5(ArrivalStub)) == repr(check.ex5(ArrivalStub))

@@ -339,3 +339,42 @@ def test_the_explorer_holds_values_and_a_short_text_form(explorer: HistoryExplor
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == (
         explorer.widget.model_id
     )
+
+
+def lit_entries(figure: Figure) -> list[str]:
+    return [
+        t.get_text()
+        for t in figure.findobj(Text)
+        if (t.get_gid() or "").startswith("entry-") and t.get_color() == INKS["current"].stroke
+    ]
+
+
+@pytest.mark.parametrize("projection", [OrdersByStatus, RevenuePerCustomer])
+def test_every_stop_of_a_projection_lights_the_last_change_or_says_there_was_none(
+    store: EventStore, projection: type[OrdersByStatus] | type[RevenuePerCustomer]
+) -> None:
+    for upto in range(1, store.last_position() + 1):
+        figure = draw_projection(store, projection, upto=upto)
+        notes = [a for a in figure.findobj() if a.get_gid() == "unchanged"]
+        assert bool(lit_entries(figure)) != bool(notes), (projection, upto)
+        if notes:
+            assert notes[0].get_text() == f"position {upto} changed nothing here"
+
+
+def test_a_projection_stopped_where_the_last_event_changed_something_has_it_lit(
+    store: EventStore,
+) -> None:
+    figure = draw_projection(store, RevenuePerCustomer, upto=3)  # o-1 paid: c-7 gets 42
+    assert lit_entries(figure) == ["c-7: 42"]
+    highlight = artist(figure, "lit-0")  # the yellow behind c-7, the first entry
+    assert face(highlight) == to_rgba(INKS["current"].fill)
+    assert not [a for a in figure.findobj() if a.get_gid() == "lit-1"]
+    assert not [a for a in figure.findobj() if a.get_gid() == "unchanged"]
+
+
+def test_a_projection_stopped_on_an_event_it_ignores_says_nothing_changed(
+    store: EventStore,
+) -> None:
+    figure = draw_projection(store, RevenuePerCustomer, upto=4)  # o-2 cancelled unpaid
+    assert lit_entries(figure) == []
+    assert artist(figure, "unchanged").get_text() == "position 4 changed nothing here"

@@ -20,8 +20,9 @@ version and position to repair. Nothing is skipped silently: a read model that m
 event would be wrong with no sign of it. Once the row is repaired (or an upcaster reads it),
 the next ``catch_up`` goes on from there.
 
-What this module does not do: store the read model or its position anywhere but memory, or
-push events to projections (they pull, when asked).
+What this module does not do: store the read model or its position anywhere but memory (a
+restart reads everything again; :mod:`eda_lesson.patterns.checkpoints` keeps both in SQLite,
+committed together), or push events to projections (they pull, when asked).
 """
 
 from __future__ import annotations

@@ -376,8 +376,9 @@ def draw_projection(
 
     Left, the log: events read are blue, the ones this projection ignores are marked so, the
     last one read is lit, the rest faded. Right, the read model after reading them, with the
-    entries that last event changed lit. The projection given is a class (or a function
-    making a fresh one): the picture never changes a projection you hold.
+    entries that last event changed lit (highlighted behind, gid ``lit-N``); when it changed
+    none, a note under the model says so (gid ``unchanged``). The projection given is a
+    class (or a function making a fresh one): the picture never changes a projection you hold.
     """
     stored = _stored_list(store)
     fresh = _fresh(projection)
@@ -426,6 +427,14 @@ def draw_projection(
         colour = CURRENT.words if entry in lit else TEXT
         words = shorten(f"{entry}: {value}" if entry else value, 34)
         weight = "bold" if entry in lit else "normal"
+        if entry in lit:  # a highlighter's stroke behind the entry, the last event's yellow
+            sheet.box(
+                (model_centre[0], y),
+                (READ_MODEL_WIDTH - 0.2, MODEL_ROW * 0.9),
+                ink=Ink(CURRENT.fill, NO_COLOUR),
+                gid=f"lit-{row}",
+                zorder=2.5,
+            )
         sheet.text(
             model_left + 0.2,
             y,
@@ -435,6 +444,18 @@ def draw_projection(
             gid=f"entry-{row}",
             colour=colour,
             weight=weight,
+        )
+    if read and not lit:
+        # The caption promises the last event's change lit: say when there is none to light.
+        sheet.text(
+            model_left + 0.2,
+            top - model_height - 0.2,
+            f"position {read[-1].position} changed nothing here",
+            ha="left",
+            fontsize=SMALL,
+            colour=EDGE,
+            style="italic",
+            gid="unchanged",
         )
     if current_at is not None:
         into = (model_left, model_centre[1])

@@ -1,6 +1,7 @@
-"""Checks for the exercises of notebook 07 (event sourcing and projections): fold events into a
-state with a pure function, retry a command after a concurrency conflict, write a projection
-that can be rebuilt, and upcast an event written by an older program.
+"""Checks for the exercises of notebook 09 (event sourcing and projections): fold events into a
+state with a pure function, retry a command after a concurrency conflict (and give up when
+the conflict never clears), write a projection that can be rebuilt, upcast an event written
+by an older program, and (stretch) keep a read model right when events arrive out of order.
 
 Each check runs the learner's code on real objects: real events replayed, a real event store
 in which another writer really appends between the learner's read and write, a real SQLite
@@ -21,6 +22,7 @@ from typing import Any
 from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.result import describe_value
+from eda_lesson.core.text import plural
 from eda_lesson.patterns.projections import Projection
 from eda_lesson.patterns.serialization import EventRegistry
 from eda_lesson.patterns.store import (
@@ -32,7 +34,7 @@ from eda_lesson.patterns.store import (
 from eda_lesson.shop.events import OrderCancelled, OrderCreated, OrderPaid, OrderShipped
 from eda_lesson.shop.order import Order, order_registry
 
-__all__ = ["START", "OrderCreatedV1", "ex1", "ex2", "ex3", "ex4"]
+__all__ = ["START", "ArrivingRevenue", "OrderCreatedV1", "ex1", "ex2", "ex3", "ex4", "ex5"]
 
 START: Mapping[str, object] = MappingProxyType({"status": "new", "paid": 0.0})
 """The state before any event, in exercise 1."""
@@ -105,6 +107,16 @@ def _fold_hint(event: object) -> str:
 # ---------------------------------------------------------------------- exercise 2
 
 
+ATTEMPTS_ALLOWED = 20
+"""Loads after which a retry loop against a conflict that never clears counts as endless."""
+
+
+class _StillRetrying(BaseException):  # a stop signal, not an error to handle
+    """Raised out of the learner's loop once it has loaded :data:`ATTEMPTS_ALLOWED` times.
+    A BaseException, so that neither ``except ConcurrencyError`` nor ``except Exception``
+    in the learner's code can catch it."""
+
+
 class BusyStore(InMemoryEventStore):
     """An in-memory store where another writer pays the order right after the first read of
     its stream: the reader's next append then meets a real concurrency conflict."""
@@ -117,11 +129,15 @@ class BusyStore(InMemoryEventStore):
 
     def append(self, stream_id: str, events: Iterable[object], expected_version: int) -> int:
         self.appends += 1
+        if self.appends > ATTEMPTS_ALLOWED:
+            raise _StillRetrying
         return super().append(stream_id, events, expected_version)
 
     def read(self, stream_id: str, from_version: int = 0) -> list[StoredEvent]:
         events = super().read(stream_id, from_version)
         self.reads += 1
+        if self.reads > ATTEMPTS_ALLOWED:
+            raise _StillRetrying
         if not self.interfered and events:
             self.interfered = True
             created = events[0].event
@@ -156,16 +172,24 @@ def ex2(cancel_with_retry: object) -> str:
     _created_store(store, "o-5", 20.0)
     appends_before = store.appends
     escaped: ConcurrencyError | None = None
+    looping = False
     try:
         _quietly(cancel_with_retry, store, bus, "o-5", "out of stock")
     except ConcurrencyError as error:
         escaped = error
+    except _StillRetrying:
+        looping = True
     saves, reads = store.appends - appends_before, store.reads
     expect(
         not (saves > 1 and reads == 1),
         f"you saved {saves} times but loaded the order only once",
         "each attempt needs a new UnitOfWork that loads the order again: the old aggregate "
         "remembers version 1, so saving it conflicts every time",
+    )
+    expect(
+        not looping,
+        f"after a single conflict, your function was still going after {ATTEMPTS_ALLOWED} attempts",
+        "once a commit succeeds, return what it returned: the retry is over",
     )
     expect(
         escaped is None,
@@ -195,6 +219,13 @@ def _ex2_refusal(cancel_with_retry: Callable[..., Any]) -> str:
     reads_before = store.reads
     try:
         _quietly(cancel_with_retry, store, bus, "o-6", "too late")
+    except _StillRetrying:
+        expect(
+            False,
+            f"cancelling a shipped order, your function was still retrying after "
+            f"{ATTEMPTS_ALLOWED} attempts: a refusal does not change on retry",
+            "catch only ConcurrencyError; a DomainError is the answer, let it reach the caller",
+        )
     except Exception as error:
         expect(
             type(error).__name__ == "DomainError",
@@ -213,7 +244,81 @@ def _ex2_refusal(cancel_with_retry: Callable[..., Any]) -> str:
         f"{store.reads - reads_before} times",
         "a refusal will not change on retry: retry only on ConcurrencyError",
     )
-    return "the cancel landed after the other writer's payment, and a refusal is not retried"
+    return _ex2_gives_up(cancel_with_retry)
+
+
+class ConflictingStore(InMemoryEventStore):
+    """A store where another writer always gets there first: every append of the learner's
+    conflicts, however often it loads again. Stops the learner's loop after
+    :data:`ATTEMPTS_ALLOWED` loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.ready = False
+
+    def read(self, stream_id: str, from_version: int = 0) -> list[StoredEvent]:
+        if self.ready:
+            self.reads += 1
+            if self.reads > ATTEMPTS_ALLOWED:
+                raise _StillRetrying
+        return super().read(stream_id, from_version)
+
+    def append(self, stream_id: str, events: Iterable[object], expected_version: int) -> int:
+        if not self.ready:
+            return super().append(stream_id, events, expected_version)
+        raise ConcurrencyError(stream_id, expected_version, expected_version + 1)
+
+
+def _ex2_gives_up(cancel_with_retry: Callable[..., Any]) -> str:
+    store = ConflictingStore()
+    _created_store(store, "o-9", 12.0)
+    store.ready = True
+    outcome: BaseException | None = None
+    returned: object = None
+    try:
+        returned = _quietly(cancel_with_retry, store, EventBus(), "o-9", "out of stock")
+    except (_StillRetrying, Exception) as error:  # whatever it raised is the verdict
+        outcome = error
+    return _ex2_verdict(store, outcome, returned)
+
+
+def _ex2_verdict(store: ConflictingStore, outcome: BaseException | None, returned: object) -> str:
+    expect(
+        not isinstance(outcome, _StillRetrying),
+        f"against a conflict that never clears, your function was still retrying after "
+        f"{ATTEMPTS_ALLOWED} attempts: it would loop for ever",
+        "count the attempts and stop after a few (three): for attempt in range(1, 4): ...",
+    )
+    attempts = store.reads
+    expect(
+        outcome is not None,
+        f"against a conflict that never clears, your function gave up after "
+        f"{plural(attempts, 'attempt')} and returned {describe_value(returned)}: the caller "
+        "cannot tell that the order was never cancelled",
+        "after the last attempt, let the ConcurrencyError out (raise) instead of returning",
+    )
+    assert outcome is not None
+    expect(
+        _is_or_wraps(outcome, ConcurrencyError),
+        f"against a conflict that never clears, your function gave up with "
+        f"{type(outcome).__name__}: {outcome}, which does not say a conflict stopped it",
+        "re-raise the last ConcurrencyError (a bare raise), or raise yours from it",
+    )
+    return (
+        "the cancel landed after the other writer's payment, a refusal is not retried, and "
+        f"a conflict that never clears ends after {plural(attempts, 'attempt')} with a "
+        "ConcurrencyError"
+    )
+
+
+def _is_or_wraps(error: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # ---------------------------------------------------------------------- exercise 3
@@ -264,7 +369,7 @@ def ex3(projection_type: object) -> str:
     expect(
         live.orders == {**wanted, "c-9": 1},
         f"catching up again gave {live.orders}; only the new OrderCreated should count",
-        "leave the position to Projection: use @when methods, do not read the store yourself",
+        "leave the position to Projection: use @applies methods, do not read the store yourself",
     )
     _quietly(live.rebuild, store)
     expect(
@@ -355,3 +460,161 @@ def _upcast_hint(error: str) -> str:
     if "items" in error:
         return "items is a list of line items; an order of the first release has none: []"
     return "return {'order_id': ..., 'customer_id': ..., 'total': ..., 'items': []}"
+
+
+# ---------------------------------------------------------------------- exercise 5 (stretch)
+
+
+class ArrivingRevenue:
+    """Revenue per customer, fed one :class:`StoredEvent` at a time by a subscription that
+    may deliver events late, early or twice (a broker with several partitions, a retry).
+
+    :meth:`apply` is the read model's logic, the same as
+    :class:`~eda_lesson.shop.read_models.RevenuePerCustomer`'s, and it is only right for the
+    events of each order taken in their stream's order, each once. :meth:`receive` is what
+    the subscription calls; as given, it applies whatever arrives, as it arrives.
+    """
+
+    def __init__(self) -> None:
+        self.revenue: dict[str, float] = {}
+        self.customer_of: dict[str, str] = {}
+        self.paid: dict[str, float] = {}
+
+    def receive(self, stored: StoredEvent) -> None:
+        """Take one delivered event (override this)."""
+        self.apply(stored.event)
+
+    def apply(self, event: object) -> None:
+        """Change the read model as ``event`` says."""
+        if isinstance(event, OrderCreated):
+            self.customer_of[event.order_id] = event.customer_id
+            self.revenue.setdefault(event.customer_id, 0.0)
+        elif isinstance(event, OrderPaid):
+            customer = self.customer_of.get(event.order_id, "unknown")
+            self.revenue[customer] = self.revenue.get(customer, 0.0) + event.amount
+            self.paid[event.order_id] = event.amount
+        elif isinstance(event, OrderCancelled):
+            refund = self.paid.pop(event.order_id, 0.0)
+            if refund:
+                customer = self.customer_of.get(event.order_id, "unknown")
+                self.revenue[customer] -= refund
+
+
+def _arrivals_store() -> InMemoryEventStore:
+    store = InMemoryEventStore()
+    plan: list[tuple[str, list[object]]] = [
+        ("o-1", [OrderCreated("o-1", "c-7", 10.0)]),
+        ("o-2", [OrderCreated("o-2", "c-8", 20.0)]),
+        ("o-1", [OrderPaid("o-1", 10.0)]),
+        ("o-2", [OrderPaid("o-2", 20.0)]),
+        ("o-3", [OrderCreated("o-3", "c-7", 5.0), OrderPaid("o-3", 5.0)]),
+        ("o-2", [OrderCancelled("o-2", "out of stock")]),
+    ]
+    for order_id, events in plan:
+        stream = Order.stream_for(order_id)
+        store.append(stream, events, store.version(stream))
+    return store
+
+
+def _in_order(stored: list[StoredEvent]) -> dict[str, float]:
+    model = ArrivingRevenue()
+    for item in stored:
+        model.apply(item.event)
+    return model.revenue
+
+
+def _names(stored: Iterable[StoredEvent]) -> str:
+    return ", ".join(f"{s.stream_id} v{s.version} {s.type_name}" for s in stored)
+
+
+def _deliveries(stored: list[StoredEvent]) -> list[tuple[str, list[StoredEvent]]]:
+    """Ways a subscription might deliver ``stored``, each with what it shows, in the order a
+    learner's answer meets them: the easy one first."""
+    import random
+
+    by_position = {s.position: s for s in stored}
+    twice = [s for item in stored for s in (item, item)]
+    paid_first = [by_position[3], by_position[1], *(by_position[p] for p in (2, 4, 5, 6, 7))]
+    refund_first = [by_position[p] for p in (7, 4, 1, 2, 3, 5, 6)]
+    shuffles = []
+    for seed in range(5):
+        mixed = [*stored, stored[seed]]  # one duplicate, too
+        random.Random(seed).shuffle(mixed)
+        shuffles.append((f"in shuffled order number {seed + 1} ({_names(mixed)})", mixed))
+    return [
+        ("in order", list(stored)),
+        ("each event twice", twice),
+        (f"with o-1's payment before its creation ({_names(paid_first[:2])}, ...)", paid_first),
+        ("with o-2's cancel, then its payment, before its creation", refund_first),
+        *shuffles,
+    ]
+
+
+@exercise("Exercise 5 (stretch): events out of order")
+def ex5(model_type: object) -> str:
+    """``model_type``: an :class:`ArrivingRevenue` subclass whose ``receive`` gives ``apply``
+    each order's events in their stream's order, each once, whatever order they arrive in."""
+    expect(
+        isinstance(model_type, type) and issubclass(model_type, ArrivingRevenue),
+        f"pass your class, a subclass of check.ArrivingRevenue, got {describe_value(model_type)}",
+        "class InOrderRevenue(check.ArrivingRevenue): ...; then check.ex5(InOrderRevenue)",
+    )
+    assert isinstance(model_type, type)
+    stored = list(_arrivals_store().read_all())
+    wanted = _in_order(stored)
+    for how, delivered in _deliveries(stored):
+        model = model_type()
+        for item in delivered:
+            _quietly(model.receive, item)
+        expect(
+            model.revenue == wanted,
+            f"delivered {how}, the revenue is {model.revenue}; in order it is {wanted}",
+            _arrival_hint(how, model.revenue),
+        )
+    _ex5_no_hold_up(model_type, stored, wanted)
+    return (
+        "whatever order the events arrive in, and twice over, each order's events are applied "
+        "in their stream's order, once, and one late order holds up no other"
+    )
+
+
+def _arrival_hint(how: str, revenue: Mapping[str, float]) -> str:
+    if how == "in order":
+        return "when events arrive in order, receive should just apply each one"
+    if how == "each event twice":
+        return (
+            "remember, per stream, the last version applied: an event at or below it is a "
+            "duplicate, so drop it"
+        )
+    if "unknown" in revenue:
+        return (
+            "a payment for an order not yet created went to 'unknown': keep an event that "
+            "came early (its version is not the stream's next) until the ones before it arrive"
+        )
+    return (
+        "when the missing event arrives, apply it and then every kept event that now follows "
+        "in its stream, one after another (a while loop)"
+    )
+
+
+def _ex5_no_hold_up(
+    model_type: type[ArrivingRevenue], stored: list[StoredEvent], wanted: Mapping[str, float]
+) -> None:
+    model = model_type()
+    late = next(s for s in stored if s.stream_id == "order-o-2" and s.version == 1)
+    for item in stored:
+        if item is not late:
+            _quietly(model.receive, item)
+    expect(
+        model.revenue.get("c-7") == wanted["c-7"],
+        f"with only o-2's creation still on its way, c-7's revenue is "
+        f"{model.revenue.get('c-7')}; o-1 and o-3 arrived whole, so it should be {wanted['c-7']}",
+        "wait per stream (stored.stream_id and stored.version), not for the global position: "
+        "one late order must not hold up the others",
+    )
+    _quietly(model.receive, late)
+    expect(
+        model.revenue == wanted,
+        f"once o-2's creation arrived too, the revenue is {model.revenue}; it should be {wanted}",
+        "when the missing event arrives, apply it and then the kept events that follow it",
+    )
