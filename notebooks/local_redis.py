@@ -1,4 +1,4 @@
-"""A Redis server for notebook 09: the one already running, or one of our own.
+"""A Redis server for notebook 11: the one already running, or one of our own.
 
 ``find_or_start()`` first looks for a Redis at ``REDIS_URL`` (else 127.0.0.1:6379, where
 Binder's start script runs one). When none answers it starts ``redis-server`` itself, bound to

@@ -1,4 +1,4 @@
-"""The checks of notebook 08's exercises: each fails on the notebook's starting point and on
+"""The checks of notebook 10's exercises: each fails on the notebook's starting point and on
 plausible wrong answers, saying what is wrong, and passes on the published solution."""
 
 from __future__ import annotations
@@ -182,3 +182,111 @@ def test_ex3_fails_when_the_order_stream_is_read_instead() -> None:
 
 def test_ex3_passes_on_the_solution() -> None:
     correct(check.ex3(compensations))
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+
+def _command_into(machine: StateMachine, state: str) -> str:
+    return next(t.sends for t in machine.transitions if t.target == state and t.sends)
+
+
+def on_deadline(machine: StateMachine, state: str, attempts: int) -> tuple[str, str] | None:
+    deadline = machine.deadline(state)
+    if deadline is None:
+        return None
+    if attempts <= deadline.retries:
+        return ("retry", _command_into(machine, state))
+    if deadline.gives_up_as:
+        return ("give up", deadline.gives_up_as)
+    return ("flag", "")
+
+
+def on_deadline_stub(machine: StateMachine, state: str, attempts: int) -> None:
+    return None
+
+
+def on_deadline_off_by_one(
+    machine: StateMachine, state: str, attempts: int
+) -> tuple[str, str] | None:
+    deadline = machine.deadline(state)
+    if deadline is None:
+        return None
+    if attempts < deadline.retries:  # forgets that the first send counts too
+        return ("retry", _command_into(machine, state))
+    if deadline.gives_up_as:
+        return ("give up", deadline.gives_up_as)
+    return ("flag", "")
+
+
+def on_deadline_resending_the_next_command(
+    machine: StateMachine, state: str, attempts: int
+) -> tuple[str, str] | None:
+    deadline = machine.deadline(state)
+    if deadline is None:
+        return None
+    if attempts <= deadline.retries:
+        out = [t.sends for t in machine.transitions if t.source == state and t.sends]
+        return ("retry", out[0] if out else "")
+    if deadline.gives_up_as:
+        return ("give up", deadline.gives_up_as)
+    return ("flag", "")
+
+
+def on_deadline_always_compensating(
+    machine: StateMachine, state: str, attempts: int
+) -> tuple[str, str] | None:
+    deadline = machine.deadline(state)
+    if deadline is None:
+        return None
+    if attempts <= deadline.retries:
+        return ("retry", _command_into(machine, state))
+    return ("give up", deadline.gives_up_as)  # even after the pivot
+
+
+def on_deadline_retrying_for_ever(
+    machine: StateMachine, state: str, attempts: int
+) -> tuple[str, str] | None:
+    if machine.deadline(state) is None:
+        return None
+    return ("retry", _command_into(machine, state))
+
+
+def on_deadline_knowing_only_fulfilment(
+    machine: StateMachine, state: str, attempts: int
+) -> tuple[str, str] | None:
+    return (
+        on_deadline(machine, state, attempts)
+        if (machine.name == "order fulfilment")
+        else ("retry", "")
+    )
+
+
+def test_ex4_fails_on_the_stub_with_a_nudge_not_the_answer() -> None:
+    feedback = check.ex4(on_deadline_stub)
+    not_yet(feedback, "gave None", "('retry', 'ChargePayment')")
+    assert "Hint:" not in repr(feedback)
+
+
+def test_ex4_fails_on_the_off_by_one_and_says_the_first_send_counts() -> None:
+    not_yet(check.ex4(on_deadline_off_by_one), "the second try", "first one included")
+
+
+def test_ex4_fails_when_it_resends_the_command_out_of_the_state() -> None:
+    not_yet(check.ex4(on_deadline_resending_the_next_command), "'ChargePayment'", "INTO")
+
+
+def test_ex4_fails_when_it_compensates_after_the_pivot() -> None:
+    not_yet(check.ex4(on_deadline_always_compensating), "after the pivot", "('flag', '')")
+
+
+def test_ex4_fails_when_it_retries_for_ever() -> None:
+    not_yet(check.ex4(on_deadline_retrying_for_ever), "the tries used up", "1 + retries")
+
+
+def test_ex4_fails_on_an_answer_that_knows_only_the_fulfilment_machine() -> None:
+    not_yet(check.ex4(on_deadline_knowing_only_fulfilment), "trip booking")
+
+
+def test_ex4_passes_on_the_solution() -> None:
+    correct(check.ex4(on_deadline))

@@ -44,7 +44,7 @@ def test_a_paid_order_is_reserved_charged_and_shipped() -> None:
         "StockReserved",
         "ChargePayment",
         "OrderPaid",
-        "ShipmentRequested",
+        "RequestShipment",
         "OrderShipped",
     ]
     saga = shop.saga("o-1")

@@ -123,7 +123,7 @@ def test_with_the_outbox_every_command_is_saved_with_the_sagas_move(tmp_path: Pa
     assert types == [
         "FulfilmentStarted", "ReserveStock",
         "FulfilmentAdvanced", "ChargePayment",
-        "FulfilmentAdvanced", "ShipmentRequested",
+        "FulfilmentAdvanced", "RequestShipment",
         "FulfilmentAdvanced",
     ]  # fmt: skip
     assert shop.order("o-1").status == "shipped" and shop.outbox.counts()[1] == 0
@@ -198,3 +198,27 @@ def test_a_wall_clock_tells_calendar_time() -> None:
 
     before = time.time()
     assert before <= WallClock().now() <= time.time() and repr(WallClock()) == "WallClock()"
+
+
+def test_a_stalled_compensation_sent_again_by_a_person_moves_on_and_is_no_longer_stalled() -> None:
+    from eda_lesson.shop.fulfilment import ReleaseStock
+
+    clock = VirtualClock()
+    shop = _orchestrated(clock)
+    shop.payments.declined.add("o-1")
+    release = shop.warehouse.release
+
+    def warehouse_down(order_id: str, reason: str = "") -> None:
+        raise ConnectionError("the warehouse does not answer")
+
+    shop.warehouse.release = warehouse_down  # type: ignore[assignment,method-assign]
+    shop.place_order("o-1", "c-7", BOOK, total=12.0)
+    for _ in range(4):
+        clock.advance(30)
+        shop.check_deadlines()
+    assert shop.saga("o-1").stalled and shop.warehouse.inventory.stock == {"book": 1}
+    shop.warehouse.release = release  # type: ignore[method-assign]
+    shop.bus.dispatch(ReleaseStock("o-1", shop.saga("o-1").reason))
+    saga = shop.saga("o-1")
+    assert (saga.state, saga.stalled) == ("cancelled", "")
+    assert shop.warehouse.inventory.stock == {"book": 2}

@@ -184,8 +184,8 @@ def test_a_run_has_one_call_box_per_step_and_colours_by_phase() -> None:
 def test_what_the_process_manager_sends_is_drawn_as_a_command() -> None:
     _, result = run(OrchestratedFulfilment)
     figure = draw_saga_run(result)
-    assert artist(figure, "label-5-6").get_text() == "#5 ShipmentRequested"  # a shop event...
-    assert artist(figure, "message-5-6").get_linestyle() == "--"  # ...sent as a request
+    assert artist(figure, "label-5-6").get_text() == "#5 RequestShipment"  # a command...
+    assert artist(figure, "message-5-6").get_linestyle() == "--"  # ...drawn as a request
     assert artist(figure, "message-4-5").get_linestyle() == "-"  # OrderPaid: a fact
     _, danced = run(ChoreographedFulfilment)
     danced_figure = draw_saga_run(danced)

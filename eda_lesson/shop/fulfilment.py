@@ -16,8 +16,11 @@ The same process is wired two ways, on a plain :class:`~eda_lesson.core.bus.Even
   others' events (the warehouse hears ``OrderCreated``, payment hears ``StockReserved``, ...).
 
 Both return the :class:`~eda_lesson.core.result.DispatchResult` of the whole cascade, so a
-notebook can draw one run of each side by side. What this module does not do: time out a
-saga that waits forever, retry a failed step, or run participants in other processes.
+notebook can draw one run of each side by side. :class:`OutboxFulfilment` sends every message
+of the orchestrated process through the outbox, and each waiting state has a deadline on the
+process's clock. What this module does not do: run participants in other processes, or
+isolate a saga: other orders see its intermediate states (stock reserved for an order whose
+payment will fail), as the saga is no transaction.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ __all__ = [
     "PaymentFailed",
     "PaymentGateway",
     "ReleaseStock",
+    "RequestShipment",
     "ReserveStock",
     "StockReleased",
     "StockReservationFailed",
@@ -126,6 +130,12 @@ class ChargePayment(OrderCommand):
 
 
 @dataclass(frozen=True)
+class RequestShipment(OrderCommand):
+    """Ask shipping to send the paid order's parcel (the shop's own ``ShipmentRequested``
+    event says that this was asked; the saga asks, so it sends a command)."""
+
+
+@dataclass(frozen=True)
 class ReleaseStock(OrderCommand):
     reason: str = ""
 
@@ -142,7 +152,7 @@ FULFILMENT = StateMachine(
         Transition("new", "OrderCreated", "awaiting stock", sends="ReserveStock"),
         Transition("awaiting stock", "StockReserved", "awaiting payment", sends="ChargePayment"),
         Transition("awaiting stock", "StockReservationFailed", "cancelling", sends="CancelOrder"),
-        Transition("awaiting payment", "OrderPaid", "awaiting shipment", sends="ShipmentRequested"),
+        Transition("awaiting payment", "OrderPaid", "awaiting shipment", sends="RequestShipment"),
         Transition(
             "awaiting payment",
             "PaymentFailed",
@@ -308,6 +318,7 @@ class FulfilmentSaga(Aggregate):
         self._move(event.trigger)
         self.reason = event.reason or self.reason
         self.due_at, self.attempts = event.due_at, 1
+        self.stalled = ""  # it moved on (a person sent the command again): running by itself
 
     @applies(FulfilmentRetried)
     def _retried(self, event: FulfilmentRetried) -> None:
@@ -318,8 +329,8 @@ class FulfilmentSaga(Aggregate):
         self.stalled = event.reason
         self.due_at = None
 
-    @applies(OrderCommand, ShipmentRequested)  # ShipmentRequested is sent like a command
-    def _sent(self, command: OrderCommand | ShipmentRequested) -> None:
+    @applies(OrderCommand)
+    def _sent(self, command: OrderCommand) -> None:
         self.sent = [*self.sent, type(command).__name__]
 
     def _move(self, trigger: str) -> None:
@@ -482,10 +493,10 @@ class FulfilmentProcess:
         self.store = store
         self.clock = clock
         self.record_commands = record_commands
-        self._messages: dict[str, Callable[[FulfilmentSaga], OrderCommand | OrderEvent]] = {
+        self._messages: dict[str, Callable[[FulfilmentSaga], OrderCommand]] = {
             "ReserveStock": lambda saga: ReserveStock(saga.id, saga.items),
             "ChargePayment": lambda saga: ChargePayment(saga.id, saga.total),
-            "ShipmentRequested": lambda saga: ShipmentRequested(saga.id),
+            "RequestShipment": lambda saga: RequestShipment(saga.id),
             "ReleaseStock": lambda saga: ReleaseStock(saga.id, saga.reason),
             "CancelOrder": lambda saga: CancelOrder(saga.id, saga.reason),
         }
@@ -616,7 +627,7 @@ class OrchestratedFulfilment(_Fulfilment):
             self.bus.register(_TRIGGERS[trigger], self.process.react)
         self.bus.register(ReserveStock, self.reserve_stock)
         self.bus.register(ChargePayment, self.charge_payment)
-        self.bus.register(ShipmentRequested, self.ship_order)
+        self.bus.register(RequestShipment, self.ship_order)
         self.bus.register(ReleaseStock, self.release_stock)
         self.bus.register(CancelOrder, self.cancel_order)
 
@@ -638,7 +649,7 @@ class OrchestratedFulfilment(_Fulfilment):
     def charge_payment(self, command: ChargePayment) -> PaymentFailed | None:
         return self._charge(command.order_id, command.amount)
 
-    def ship_order(self, command: ShipmentRequested) -> None:
+    def ship_order(self, command: RequestShipment) -> None:
         self._ship(command.order_id)
 
     def release_stock(self, command: ReleaseStock) -> StockReleased:
@@ -660,6 +671,7 @@ class OutboxFulfilment(OrchestratedFulfilment):
     crash can leave a saga that believes it asked while nobody was asked. :meth:`deliver`
     runs the relay, which hands each message to the bus (answers that participants return
     are dispatched in the same cascade); a crash before delivery only delays it.
+    ``id_prefix`` names the outbox's messages (``"msg-"`` gives ``msg-1``, ``msg-2``, ...).
 
     >>> import tempfile, pathlib
     >>> from eda_lesson.patterns.store import SQLiteEventStore
@@ -670,7 +682,7 @@ class OutboxFulfilment(OrchestratedFulfilment):
     (0, 1)
     >>> _ = shop.deliver()
     >>> shop.saga("o-1").state, shop.saga("o-1").sent, shop.order("o-1").status
-    ('shipped', ['ReserveStock', 'ChargePayment', 'ShipmentRequested'], 'shipped')
+    ('shipped', ['ReserveStock', 'ChargePayment', 'RequestShipment'], 'shipped')
     """
 
     def __init__(
@@ -680,11 +692,12 @@ class OutboxFulfilment(OrchestratedFulfilment):
         *,
         bus: EventBus | None = None,
         clock: Clock | None = None,
+        id_prefix: str | None = None,
     ) -> None:
         super().__init__(stock, store=store, bus=bus, clock=clock)
         self.sqlite_store = store
         self.process.record_commands = True
-        self.outbox = Outbox(store)
+        self.outbox = Outbox(store, id_prefix=id_prefix)
         self.publisher = BusPublisher(self.bus, store.registry)
         self.relay = Relay(self.outbox, self.publisher)
 
@@ -764,7 +777,7 @@ def fulfilment_registry() -> EventRegistry:
     """A registry of every event of the fulfilment process (the order's, the participants'
     and the saga's own), for an :class:`~eda_lesson.patterns.store.SQLiteEventStore` or a broker."""
     extra: tuple[type[Any], ...] = (
-        ShipmentRequested,
+        ShipmentRequested,  # the shop's event, kept readable for stores written before
         StockReserved,
         StockReservationFailed,
         StockReleased,
@@ -775,6 +788,7 @@ def fulfilment_registry() -> EventRegistry:
         FulfilmentStalled,
         ReserveStock,
         ChargePayment,
+        RequestShipment,
         ReleaseStock,
         CancelOrder,
     )

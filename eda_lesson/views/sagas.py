@@ -610,8 +610,8 @@ def _is_manager(call: HandlerCall) -> bool:
 
 
 def _is_command(result: DispatchResult, record: EventRecord) -> bool:
-    """A command is a request: a command type, or whatever a process manager sends (it sends
-    the shop's ShipmentRequested event as its request to shipping)."""
+    """A command is a request: a command type, or whatever a process manager sends (a
+    manager that sent an event as its request would still be drawn asking)."""
     if isinstance(record.event, OrderCommand):
         return True
     return record.caused_by is not None and _is_manager(result.calls[record.caused_by - 1])

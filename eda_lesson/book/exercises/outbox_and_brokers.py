@@ -1,15 +1,19 @@
-"""Checks for the exercises of notebook 09 (the outbox, the relay, consumers behind a broker).
+"""Checks for the exercises of notebook 11 (the outbox, the relay, consumers behind a broker).
 
 Each check builds a small world of its own, with no Redis: a SQLite event store with its
 outbox in a temporary folder, the shop on an in-process bus, publishers that record or
 refuse. The delivery log of exercise 3 is the kind a consumer group's journal holds after a
-worker died mid-batch. Nothing is printed; each check says what went differently.
+worker died mid-batch. Exercise 4 (stretch) is an inbox written by hand: the check crashes it
+in the middle (a fresh connection afterwards stands for the restarted process) and delivers
+one id from two threads at once. Nothing is printed; each check says what went differently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,15 @@ from eda_lesson.shop.order import order_registry
 from eda_lesson.shop.services import Shop
 from eda_lesson.transport.redis_streams import Delivery
 
-__all__ = ["RecordingPublisher", "RefusingPublisher", "ex1", "ex2", "ex3", "journal_after_a_kill"]
+__all__ = [
+    "RecordingPublisher",
+    "RefusingPublisher",
+    "ex1",
+    "ex2",
+    "ex3",
+    "ex4",
+    "journal_after_a_kill",
+]
 
 
 class RecordingPublisher:
@@ -198,4 +210,197 @@ def ex3(handled_by_worker: Callable[[list[Delivery]], object]) -> str:
         {name: count for name, count in answer.items() if count} == {"w2": 8, "w3": 5},
         f"expected {{'w2': 8, 'w3': 5}}, got {answer}",
     )
-    return "13 events, each handled exactly once, by the two workers that stayed alive"
+    return "13 events, each handled once, by the two workers that stayed alive"
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+HandleOnce = Callable[[sqlite3.Connection, str, Callable[[sqlite3.Connection], None]], object]
+
+
+class _CrashAtTheMark(sqlite3.Connection):
+    """A connection whose first write of a mark into ``handled`` dies, as the process would."""
+
+    armed = False
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        words = sql.lower()
+        if self.armed and "insert" in words and "handled" in words:
+            self.armed = False
+            raise SimulatedCrash("simulated crash: the process stopped at the mark")
+        return super().execute(sql, parameters)
+
+
+def _open(path: Path, *, crash_at_mark: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=10, isolation_level=None, factory=_CrashAtTheMark)
+    assert isinstance(db, _CrashAtTheMark)
+    db.armed = crash_at_mark
+    db.execute("CREATE TABLE IF NOT EXISTS handled (event_id TEXT PRIMARY KEY)")
+    db.execute("CREATE TABLE IF NOT EXISTS receipts (event_id TEXT, note TEXT)")
+    return db
+
+
+def _receipt(note: str) -> Callable[[sqlite3.Connection], None]:
+    def effect(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO receipts VALUES (?, ?)", ("", note))
+
+    return effect
+
+
+def _crashing_receipt(db: sqlite3.Connection) -> None:
+    db.execute("INSERT INTO receipts VALUES (?, ?)", ("", "half-done"))
+    raise SimulatedCrash("simulated crash: the process stopped inside the handler")
+
+
+def _failing_receipt(db: sqlite3.Connection) -> None:
+    db.execute("INSERT INTO receipts VALUES (?, ?)", ("", "half-done"))
+    raise ValueError("the receipt template is broken")
+
+
+def _count(path: Path, sql: str) -> int:
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        return int(db.execute(sql).fetchone()[0])
+
+
+def _receipts(path: Path) -> int:
+    return _count(path, "SELECT COUNT(*) FROM receipts")
+
+
+def _marked(path: Path, event_id: str) -> bool:
+    return bool(_count(path, f"SELECT COUNT(*) FROM handled WHERE event_id = '{event_id}'"))
+
+
+def _deliver_crashing(handle_once: HandleOnce, path: Path, event_id: str, **how: Any) -> None:
+    """One delivery that dies half-way; closing the connection is the process going away."""
+    db = _open(path, crash_at_mark=bool(how.get("at_mark")))
+    effect = _receipt("first try") if how.get("at_mark") else _crashing_receipt
+    with contextlib.suppress(SimulatedCrash):
+        handle_once(db, event_id, effect)
+    db.close()
+
+
+def _redeliver(handle_once: HandleOnce, path: Path, event_id: str) -> None:
+    """The restarted process gets the entry again."""
+    with contextlib.closing(_open(path)) as db:
+        handle_once(db, event_id, _receipt("second try"))
+
+
+@exercise("Exercise 4 (stretch): an inbox by hand")
+def ex4(handle_once: HandleOnce) -> str:
+    expect(callable(handle_once), f"pass your function itself, got {handle_once!r}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "effects.db"
+        db = _open(path)
+        first, again = (
+            handle_once(db, "evt-1", _receipt("a")),
+            handle_once(db, "evt-1", _receipt("a")),
+        )
+        expect(
+            _receipts(path) == 1,
+            f"evt-1 was delivered twice and the file holds {_receipts(path)} receipts; the "
+            "copy must be skipped",
+            "look the id up in handled first; after the effect, write the id there",
+        )
+        expect(
+            first is True and again is False,
+            f"return True when the effect ran and False for a duplicate, got {first!r} then "
+            f"{again!r}",
+        )
+        handle_once(db, "evt-2", _receipt("a"))
+        expect(
+            _receipts(path) == 2,
+            "evt-2 has the same content as evt-1 but is another event, and your function "
+            "skipped it: key by the event id only",
+        )
+        try:
+            handle_once(db, "evt-3", _failing_receipt)
+            raised = False
+        except ValueError:
+            raised = True
+        expect(
+            raised,
+            "the effect raised ValueError and your function swallowed it: let it through, so "
+            "the consumer leaves the entry pending and it is delivered again",
+        )
+        expect(
+            _receipts(path) == 2 and not _marked(path, "evt-3"),
+            "the effect of evt-3 raised half-way, and its half-done receipt or its mark "
+            "stayed in the file: a failed delivery must leave nothing behind",
+            "do the mark and the effect inside one transaction (BEGIN ... COMMIT) and ROLLBACK "
+            "when the effect raises",
+        )
+        try:
+            handle_once(db, "evt-4", _receipt("a"))
+            usable = ""
+        except sqlite3.Error as error:
+            usable = f"{type(error).__name__}: {error}"
+        expect(
+            not usable,
+            f"after a failed effect the next delivery failed with {usable}: end the "
+            "transaction (ROLLBACK) before raising",
+        )
+        db.close()
+        _deliver_crashing(handle_once, path, "evt-5")
+        expect(
+            not _marked(path, "evt-5"),
+            "the process died inside the effect of evt-5, and its mark was already committed: "
+            "the redelivery will be skipped and the effect never happens",
+            "commit the mark together with the effect, in one transaction, never before it",
+        )
+        _redeliver(handle_once, path, "evt-5")
+        _deliver_crashing(handle_once, path, "evt-6", at_mark=True)
+        _redeliver(handle_once, path, "evt-6")
+        expect(
+            _receipts(path) == 5,
+            "the process died after an effect and before its mark, and the effect stayed: the "
+            f"redelivery did it again ({_receipts(path) - 3} receipts for evt-5 and evt-6, "
+            "expected 2)",
+            "an effect committed on its own survives the crash without its mark; commit both "
+            "in one transaction",
+        )
+        errors = _at_once(handle_once, path, "evt-7")
+        expect(
+            not errors,
+            f"two deliveries of evt-7 at the same time: one failed with {(errors or [''])[0]}",
+            "start with BEGIN IMMEDIATE: the second delivery then waits for the first to "
+            "commit, and sees its mark, instead of both reading 'not handled' first",
+        )
+        expect(
+            _receipts(path) == 6,
+            f"two deliveries of evt-7 at the same time gave {_receipts(path) - 5} receipts: "
+            "both read 'not handled' before either wrote its mark",
+            "start with BEGIN IMMEDIATE: from there on no other connection can write the file, "
+            "so the second delivery waits, then sees the mark",
+        )
+    return (
+        "the effect and its mark commit together, keyed by the event id, and a second "
+        "delivery waits for the first: once per event id, through crashes and races"
+    )
+
+
+def _at_once(handle_once: HandleOnce, path: Path, event_id: str) -> list[str]:
+    """Deliver ``event_id`` from two threads, each with its own connection, whose effects
+    wait for each other (up to half a second), so both are in flight together if they can."""
+    both_inside = threading.Barrier(2, timeout=0.5)
+    errors: list[str] = []
+
+    def effect(db: sqlite3.Connection) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_inside.wait()
+        db.execute("INSERT INTO receipts VALUES (?, ?)", (event_id, "at once"))
+
+    def deliver() -> None:
+        db = _open(path)
+        try:
+            handle_once(db, event_id, effect)
+        except Exception as error:  # reported to the learner, not raised in a thread
+            errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors

@@ -1,6 +1,7 @@
-"""Checks for the exercises of notebook 08 (sagas and process managers): walk a process's state
-machine over a stream of events, give a choreographed shop its compensation, and read from
-the event store which compensating steps a saga took.
+"""Checks for the exercises of notebook 10 (sagas and process managers): walk a process's state
+machine over a stream of events, give a choreographed shop its compensation, read from the
+event store which compensating steps a saga took, and (stretch) decide what a saga does when
+an answer is late.
 
 Each check runs the learner's code against real objects: the shop's
 :data:`~eda_lesson.shop.fulfilment.FULFILMENT` machine (and a second machine the learner has not
@@ -18,7 +19,7 @@ from typing import Any
 
 from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.result import describe_value
-from eda_lesson.patterns.saga import StateMachine, Transition
+from eda_lesson.patterns.saga import Deadline, StateMachine, Transition
 from eda_lesson.patterns.store import SQLiteEventStore
 from eda_lesson.shop.events import LineItem
 from eda_lesson.shop.fulfilment import (
@@ -29,7 +30,7 @@ from eda_lesson.shop.fulfilment import (
     fulfilment_registry,
 )
 
-__all__ = ["RETURNS", "ex1", "ex2", "ex3"]
+__all__ = ["BOOKING", "RETURNS", "ex1", "ex2", "ex3", "ex4"]
 
 BOOK = (LineItem("book", 1),)
 
@@ -236,3 +237,93 @@ def _story_hint(got: object) -> str:
         "rebuild the saga from its stream: FulfilmentSaga.from_events(s.event for s in "
         "store.read(FulfilmentSaga.stream_for(order_id))), then look at saga.path"
     )
+
+
+# ---------------------------------------------------------------------- exercise 4
+
+BOOKING = StateMachine(
+    name="trip booking",
+    initial="new",
+    transitions=(
+        Transition("new", "TripRequested", "holding seat", sends="HoldSeat"),
+        Transition("holding seat", "SeatHeld", "charging", sends="ChargeCard"),
+        Transition("holding seat", "SeatRefused", "closed"),
+        Transition("charging", "CardCharged", "ticketing", sends="IssueTicket"),
+        Transition("charging", "CardDeclined", "freeing seat", sends="FreeSeat", compensating=True),
+        Transition("freeing seat", "SeatFreed", "closed", compensating=True),
+        Transition("ticketing", "TicketIssued", "done"),
+    ),
+    deadlines=(
+        ("holding seat", Deadline(10, retries=0, gives_up_as="SeatRefused")),
+        ("charging", Deadline(20, retries=1, gives_up_as="CardDeclined")),
+        ("ticketing", Deadline(60, retries=4)),  # after the pivot: forward only
+        ("freeing seat", Deadline(15, retries=2)),
+    ),
+)
+"""A second process with deadlines, so an answer cannot know FULFILMENT's by heart."""
+
+_LATE: list[tuple[StateMachine, str, int, object, str]] = [
+    (FULFILMENT, "awaiting payment", 1, ("retry", "ChargePayment"), "the first late answer"),
+    (FULFILMENT, "awaiting payment", 2, ("retry", "ChargePayment"), "the second try"),
+    (FULFILMENT, "awaiting payment", 3, ("give up", "PaymentFailed"), "the tries used up"),
+    (FULFILMENT, "awaiting stock", 2, ("give up", "StockReservationFailed"), "the tries used up"),
+    (FULFILMENT, "awaiting shipment", 1, ("retry", "RequestShipment"), "after the pivot"),
+    (FULFILMENT, "awaiting shipment", 2, ("flag", ""), "after the pivot, the tries used up"),
+    (FULFILMENT, "cancelling", 1, ("retry", "CancelOrder"), "a compensation"),
+    (FULFILMENT, "releasing stock", 4, ("flag", ""), "a compensation, the tries used up"),
+    (FULFILMENT, "shipped", 1, None, "a final state"),
+    (FULFILMENT, "new", 1, None, "a state without a deadline"),
+    (BOOKING, "holding seat", 1, ("give up", "SeatRefused"), "no retries at all"),
+    (BOOKING, "charging", 1, ("retry", "ChargeCard"), "the first late answer"),
+    (BOOKING, "ticketing", 5, ("flag", ""), "after the pivot, the tries used up"),
+    (BOOKING, "freeing seat", 3, ("flag", ""), "a compensation, the tries used up"),
+]
+
+
+@exercise("Exercise 4 (stretch): when the answer is late")
+def ex4(on_deadline: object) -> str:
+    """``on_deadline(machine, state, attempts)``: what a saga in ``state`` does when the
+    answer to its command (sent ``attempts`` times) is late."""
+    expect(
+        callable(on_deadline),
+        f"pass your function itself, got {describe_value(on_deadline)}",
+        "check.ex4(on_deadline)",
+    )
+    assert callable(on_deadline)
+    for machine, state, attempts, wanted, case in _LATE:
+        got = _quietly(on_deadline, machine, state, attempts)
+        told = f"on_deadline({machine.name!r}, {state!r}, attempts={attempts})"
+        expect(
+            got == wanted,
+            f"{told} ({case}) gave {got!r}; it should give {wanted!r}",
+            _late_hint(got, wanted),
+        )
+    return (
+        "a late answer is asked for again while tries are left, then given up into the "
+        "step's failure (and its compensation) before the pivot, and handed to a person after it"
+    )
+
+
+def _late_hint(got: object, wanted: object) -> str:
+    if wanted is None:
+        return "machine.deadline(state) is None when the state waits for nothing: return None"
+    assert isinstance(wanted, tuple)
+    retried = isinstance(got, tuple) and bool(got) and got[0] == "retry"
+    if wanted[0] == "retry" and retried:
+        return (
+            "re-send the command that led INTO this state: the `sends` of a transition whose "
+            "target is the state (the one out of it has not been asked for yet)"
+        )
+    if wanted[0] == "retry":
+        return (
+            "attempts counts every send, the first one included; deadline.retries counts only "
+            "the sends after it: there is another try while attempts <= deadline.retries"
+        )
+    if retried:
+        return "the tries are used up: a deadline allows 1 + retries sends in all, then stops"
+    if wanted[0] == "flag":
+        return (
+            "a deadline with an empty gives_up_as has nothing to give up into: after the pivot "
+            "(or in a compensation) nothing undoes the step automatically"
+        )
+    return "once the tries are used up, give up as deadline.gives_up_as"
