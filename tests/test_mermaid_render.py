@@ -6,8 +6,10 @@ export once failed because a node class was named ``call``, a flowchart keyword
 tests/mermaid_cli.py) renders the shop's cascades, failures, unhandled events, commands and
 names full of quotes, markup, comment signs, keywords, unicode and line breaks, and every
 ```` ```mermaid ```` block in the notebooks' Markdown. Each SVG must show every node of the
-cascade, with the text a reader should see, in the shape and colour of its kind. All exports
-go through one run of the CLI, the notebooks' blocks through another.
+cascade that the page keeps (:func:`~eda_lesson.views.folding.page_graph`), with the text a
+reader should see, in the shape and colour of its kind, and the note saying what was left out
+when something was. All exports go through one run of the CLI, the notebooks' blocks through
+another.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, make_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mermaid_cli import Rendering, render_all, rendered_edge_count, rendered_nodes
@@ -31,7 +34,8 @@ from eda_lesson.shop.events import (
     ShipmentRequested,
 )
 from eda_lesson.shop.services import Shop
-from eda_lesson.views.graphs import flow_graph, to_mermaid
+from eda_lesson.views.folding import LeftOut, folded_graph, page_graph
+from eda_lesson.views.graphs import to_mermaid
 from eda_lesson.views.labels import shorten
 from eda_lesson.views.palette import INKS
 
@@ -183,16 +187,26 @@ CASES: dict[str, Callable[[], DispatchResult]] = {
         ["100%% done", "%%{init: {'theme':'dark'}}%%", "a #35; b ;"],
         ["%% not a comment", "%%{init: {'theme':'forest'}}%%"],
     ),
+    # Chains of three events, so that each fits a page (seven layers) and nothing is cut.
     "keywords as event and handler names": lambda: chain(
-        KEYWORDS,
-        [*KEYWORDS[1:], "click e0 call alert()"],
-        error=ValueError("end"),
+        KEYWORDS[0:3],
+        KEYWORDS[1:4],
         also_failing={"style e0 fill:#f00": KeyError("subgraph")},
     ),
+    "more keywords": lambda: chain(KEYWORDS[3:6], KEYWORDS[4:7]),
+    "yet more keywords": lambda: chain(KEYWORDS[6:9], KEYWORDS[7:10]),
+    "the last keywords": lambda: chain(
+        KEYWORDS[9:12], [*KEYWORDS[10:12], "click e0 call alert()"], error=ValueError("end")
+    ),
     "unicode": lambda: chain(
-        ["Café", "注文済み", "📦 Versand", "Ωmega ñ ü"],
-        ["Café.bestellen", "注文.発送", "🚚", "rtl \u202eabc"],
-        error=ValueError("été ☀ 東京 🎉"),
+        ["Café", "注文済み", "📦 Versand"], ["Café.bestellen", "注文.発送", "🚚"]
+    ),
+    "more unicode": lambda: chain(
+        ["Ωmega ñ ü"], ["rtl \u202eabc"], error=ValueError("été ☀ 東京 🎉")
+    ),
+    "a cascade cut to a page, its note naming what was left out": lambda: chain(
+        ["A", "B", "C", "D", '<b>x</b> & "q"', "100%% done #35;", "style e0 fill:#f00;", "end"],
+        ["a", "b", "c", "d", "e", "f", "g"],
     ),
     "line breaks and control characters": lambda: chain(
         ["Two\nLines", "Tab\there", "Line\u2028Separator"],
@@ -208,10 +222,10 @@ CASES: dict[str, Callable[[], DispatchResult]] = {
 }
 
 
-def seen(text: str) -> str:
+def seen(text: str, limit: int = 40) -> str:
     """What a label shows of ``text``: one line, cut like the export cuts it; Mermaid shows
     a lone surrogate as the replacement character and an empty label as a no-break space."""
-    flat = shorten(" ".join(text.split()), 40)
+    flat = shorten(" ".join(text.split()), limit)
     return re.sub("[\ud800-\udfff]", "\ufffd", flat) or "\xa0"
 
 
@@ -223,10 +237,20 @@ class Expected:
     text: str
 
 
+def page_of(result: DispatchResult) -> tuple[Any, LeftOut]:
+    """The nodes of the cascade that the export keeps, and what it leaves out."""
+    return page_graph(folded_graph(result))
+
+
 def expected_nodes(result: DispatchResult) -> dict[str, Expected]:
-    """Every node of the cascade as the rendered diagram must show it, by its Mermaid id."""
+    """Every node of the cascade that fits the page as the rendered diagram must show it, by
+    its Mermaid id, and the note saying what was left out."""
+    graph, left_out = page_of(result)
     nodes = {}
-    for _, data in flow_graph(result).nodes(data=True):
+    if left_out:
+        note = seen(left_out.note(), 400)
+        nodes["leftout"] = Expected("edaNote", INKS["pending"].fill, "rect", note)
+    for _, data in graph.nodes(data=True):
         if data["kind"] == "event":
             kind = "unhandled" if data["unhandled"] else "command" if data["command"] else "event"
             shape = "polygon" if data["command"] else "path"  # a hexagon, or a stadium
@@ -285,7 +309,13 @@ def test_the_export_renders_with_every_node_labelled_shaped_and_coloured(
         for node_id, node in rendered_nodes(svg).items()
     }
     assert rendered == expected_nodes(result)
-    assert rendered_edge_count(svg) == flow_graph(result).number_of_edges()
+    assert rendered_edge_count(svg) == page_of(result)[0].number_of_edges()
+
+
+def test_only_the_cut_case_leaves_anything_out() -> None:
+    """Every case but one is whole: what they check is checked on every node."""
+    cut = [name for name, build in CASES.items() if page_of(build())[1]]
+    assert cut == ["a cascade cut to a page, its note naming what was left out"]
 
 
 def test_the_real_renderer_refuses_a_node_class_named_call(tmp_path: Path) -> None:

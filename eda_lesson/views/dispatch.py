@@ -33,7 +33,7 @@ from eda_lesson.views.graphs import StepRow, check_step, step_caption, step_rows
 from eda_lesson.views.labels import shorten
 from eda_lesson.views.palette import CURRENT, FADED_TEXT, FAILED, UNHANDLED
 from eda_lesson.views.sheet import figure_to_png, placeholder_png
-from eda_lesson.views.stepper import Explorer, Stepper, SteppingExplorer
+from eda_lesson.views.stepper import Explorer, Quiet, Stepper, SteppingExplorer
 
 __all__ = ["DispatchExplorer", "InjectedHandlerError", "RegistrationExplorer"]
 
@@ -57,7 +57,9 @@ class DispatchExplorer(SteppingExplorer):
     handler calls of the last dispatch. When the cascade has folded groups of alike events
     (see :mod:`eda_lesson.views.folding`), it steps group by group instead: each step shows
     the next handler call drawn on its own, or the end of the next folded group, and
-    :attr:`stops` maps these steps to the dispatch's own steps.
+    :attr:`stops` maps these steps to the dispatch's own steps. A select box lists the folded
+    groups: the ones chosen in it (or with :meth:`unfold`) are drawn event by event, the
+    others stay folded, and the picture still fits a page.
 
     A handler that calls ``bus.dispatch`` on the bus it was given (instead of returning its
     events) dispatches there, outside the explorer's picture: return events to see them here.
@@ -118,6 +120,8 @@ class DispatchExplorer(SteppingExplorer):
         if name is not None:
             self.choose(name)
         self._refresh_switches()
+        with self._quiet.hold():  # a new cascade: its groups start folded
+            self._unfold.options = []
         try:
             result = self._sibling_bus().dispatch(self.chosen_event())
         except CascadeLimitError as error:
@@ -175,6 +179,29 @@ class DispatchExplorer(SteppingExplorer):
         the last dispatch is shown again from step 0, stepped call by call when unfolded."""
         self._fold.value = on
 
+    @property
+    def groups(self) -> dict[int, str]:
+        """The groups of the last dispatch that can be unfolded or folded again, by their
+        first event's index: ``{1: "x 200 OrderPaid from #1"}`` (the ones unfolded included)."""
+        return {first: label for label, first in self._unfold.options}
+
+    @property
+    def unfolded(self) -> tuple[int, ...]:
+        """The first event indexes of the groups drawn event by event."""
+        return tuple(self._unfold.value)
+
+    def unfold(self, *firsts: int) -> None:
+        """Draw the folded groups whose first events are ``firsts`` event by event, the other
+        groups still folded (``unfold()`` folds them all again); the last dispatch is shown
+        again from step 0. The groups are those of :attr:`groups`."""
+        unknown = [first for first in firsts if first not in self.groups]
+        if unknown:
+            known = ", ".join(f"{first} ({label})" for first, label in self.groups.items())
+            raise ValueError(
+                f"no folded group starts at event {unknown[0]!r}; choose among: {known or 'none'}"
+            )
+        self._unfold.value = tuple(dict.fromkeys(firsts))
+
     def make_fail(self, handler_name: str, fail: bool = True) -> None:
         """Make a handler raise :class:`InjectedHandlerError` in the next dispatch (or stop it)."""
         self._switch(handler_name).fails.value = fail
@@ -211,6 +238,12 @@ class DispatchExplorer(SteppingExplorer):
             value=True, description="fold alike events (x n)", indent=False
         )
         self._fold.observe(self._on_fold, "value")
+        self._unfold = widgets.SelectMultiple(
+            options=[], description="unfold", rows=3, layout=widgets.Layout(width="360px")
+        )
+        self._unfold.observe(self._on_fold, "value")
+        self._folding = widgets.HBox([self._fold, self._unfold])
+        self._quiet = Quiet()
         self._root = widgets.VBox(
             [
                 widgets.HBox([self._choice, self._dispatch_button]),
@@ -284,11 +317,14 @@ class DispatchExplorer(SteppingExplorer):
 
     def _show_result(self, result: DispatchResult, status: str) -> None:
         self._result = result
+        unfold = set(self._unfold.value)
         # Drawn once per dispatch; each step only restyles it (see FlowPicture).
-        self._picture = picture = FlowPicture(result, fold=self._fold.value)
-        self._rows = step_rows(result, fold=self._fold.value)
-        if self._fold not in self._root.children and (picture.groups or not self._fold.value):
-            self._root.children = [*self._root.children[:3], self._fold, *self._root.children[3:]]
+        self._picture = picture = FlowPicture(result, fold=self._fold.value, unfold=unfold)
+        self._rows = step_rows(result, fold=self._fold.value, unfold=unfold)
+        self._list_groups(picture)
+        if self._folding not in self._root.children and (picture.groups or not self._fold.value):
+            children = self._root.children
+            self._root.children = [*children[:3], self._folding, *children[3:]]
         self._stops = list(range(1, len(result.calls) + 1))
         if picture.groups:
             drawn = {
@@ -300,6 +336,22 @@ class DispatchExplorer(SteppingExplorer):
                 self._stops.append(len(result.calls))
         self._status.value = status
         self._stepper.reset(len(self._stops))
+
+    def _list_groups(self, picture: FlowPicture) -> None:
+        """The unfold box's choices: the groups drawn folded, and the ones unfolded."""
+        options = dict(self._unfold.options)
+        chosen = set(self._unfold.value)
+        listed = [(label, first) for label, first in options.items() if first in chosen]
+        drawn = {node[1] for node in picture.graph if node[0] == "group"}
+        listed += [
+            (f"x {group.count} {group.type_name} from #{group.first}", group.first)
+            for group in picture.groups
+            if group.first in drawn
+        ]
+        with self._quiet.hold():
+            self._unfold.options = sorted(listed, key=lambda option: option[1])
+            self._unfold.value = tuple(sorted(chosen & {first for _, first in listed}))
+        self._unfold.disabled = not self._fold.value
 
     def _show_step(self, step: int) -> None:
         result, picture = self._result, self._picture
@@ -322,7 +374,7 @@ class DispatchExplorer(SteppingExplorer):
             self.dispatch()
 
     def _on_fold(self, _change: Mapping[str, Any]) -> None:
-        if self._result is not None:
+        if self._result is not None and not self._quiet:
             self._show_result(self._result, self._status.value)
 
     def _on_choice(self, _change: Mapping[str, Any]) -> None:

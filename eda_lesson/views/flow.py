@@ -5,8 +5,9 @@
   ``upto=k`` the state after step ``k``: done, current, queued and not yet run.
   :class:`FlowPicture` is the same picture kept for a step-through: drawn once, restyled at
   each step (what an explorer redraws per step is only what changed). Alike siblings are
-  folded into one stacked box with a count (:mod:`eda_lesson.views.folding`), and a large
-  cascade is cut to a page, with a note saying what was left out.
+  folded into one stacked box with a count (:mod:`eda_lesson.views.folding`); a cascade too
+  large for a page is drawn tighter (closer boxes, smaller labels) and, when even that is too
+  large, cut to a page, with a note saying what was left out.
 - :func:`draw_registrations` draws which handler listens to which event type.
 - :func:`draw_timeline` draws the handler calls in the order they ran, on the bus's clock when
   it kept one (the async bus does), else one slot per step.
@@ -41,7 +42,7 @@ from eda_lesson.core.bus import BaseBus
 from eda_lesson.core.checks import handler_name
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
-from eda_lesson.views.folding import LeftOut, bound_graph, folded_graph
+from eda_lesson.views.folding import PAGE, PAGE_LAYERS, PAGE_ROWS, folded_graph, page_graph
 from eda_lesson.views.graphs import (
     check_step,
     error_text,
@@ -101,12 +102,10 @@ ROW = 0.62  # from one node's centre to the next in a layer
 MARGIN = 0.25
 MIN_WIDTH = 6.8
 LABEL_CHARS = 26
-PAGE = (12.0, 8.0)
-"""The most a large cascade's flow takes, in inches: a notebook page."""
-LARGE = 30
-"""A cascade of more boxes than this (events plus calls), or one with a folded group, is cut
-to :data:`PAGE`; smaller ones are drawn whole, as they always were."""
 NOTE_HEIGHT = 0.3
+"""Inches for a one-line note under a drawing; each further line takes :data:`NOTE_LINE`."""
+NOTE_LINE = 0.15
+NOTE_LINES = 3
 
 
 # ---------------------------------------------------------------------- the flow of a dispatch
@@ -150,8 +149,15 @@ def draw_flow(
     At least three sibling events whose sub-cascades have the same shape are drawn as one
     stacked box, "x 200 OrderPaid, each: ..." (see :mod:`eda_lesson.views.folding`); a sibling
     that differs stays on its own. ``unfold={1}`` draws the group whose first event is #1 one
-    by one, ``fold=False`` every group. A large cascade is cut to :data:`PAGE`, and a note on
-    the picture (and in its text form) says what was left out.
+    by one, ``fold=False`` every group; ``unfold`` takes the first indexes of any groups
+    (:attr:`FlowPicture.groups`), the others staying folded.
+
+    Whatever the cascade, the figure fits :data:`PAGE`: a cascade too wide or too tall for the
+    usual spacing is drawn tighter, and one too large even for that is cut to
+    :data:`~eda_lesson.views.folding.PAGE_LAYERS` layers of
+    :data:`~eda_lesson.views.folding.PAGE_ROWS` boxes (the rule of
+    :func:`~eda_lesson.views.folding.page_graph`); a note on the picture, and the same words in
+    its text form, say what was left out.
     """
     if upto is not None:
         check_step(result, upto)
@@ -166,7 +172,8 @@ class FlowPicture:
     them for a step. Showing step ``k`` gives exactly the picture ``draw_flow(result,
     upto=k)`` draws (``stepping=False``: the picture of the whole dispatch, ``upto=None``).
     ``fold`` and ``unfold`` are ``draw_flow``'s; :attr:`groups` are the folded groups drawn
-    and :attr:`left_out` what was cut to fit :data:`PAGE` (false when nothing was).
+    and :attr:`left_out` what was cut to fit :data:`PAGE` (false when nothing was);
+    :attr:`note` is the note saying so (empty when nothing was).
 
     >>> picture = FlowPicture(result)  # doctest: +SKIP
     >>> png = figure_to_png(picture.show(2).figure)  # doctest: +SKIP
@@ -184,9 +191,7 @@ class FlowPicture:
         self.result = result
         graph = folded_graph(result, fold=fold, unfold=unfold)
         self.groups = graph.graph["groups"]
-        self.left_out = LeftOut()
-        if self.groups or len(result.events) + len(result.calls) > LARGE:
-            graph, self.left_out = bound_graph(graph, layers=_PAGE_LAYERS, rows=_page_rows())
+        graph, self.left_out = page_graph(graph)
         self._graph = graph
         positions = flow_layout(graph)
         columns = 1 + max(x for x, _ in positions.values())
@@ -194,7 +199,9 @@ class FlowPicture:
         commands = any(data.get("command") for _, data in graph.nodes(data=True))
         legend = _flow_legend(stepping=stepping, commands=commands, folded=bool(self.groups))
         note = self.left_out.note() if self.left_out else ""
-        grid = _Grid.make(ax, columns, rows, legend, note=note)
+        spacing = _fit(int(columns), rows, legend, note)
+        grid = _Grid.make(ax, columns, rows, legend, note=note, spacing=spacing)
+        box_size = spacing.box
         self._arrows: list[tuple[Hashable, Hashable, FancyArrowPatch]] = []
         for source, target in graph.edges():
             arrow = grid.arrow(positions[source], positions[target])
@@ -209,15 +216,16 @@ class FlowPicture:
                 behind = (centre[0] + _DECK, centre[1] - _DECK)
                 ink = INKS["command" if data["command"] else "event"]
                 self._decks[node] = grid.sheet.box(
-                    behind, BOX, ink=ink, gid=f"{gid}-stack", zorder=1
+                    behind, box_size, ink=ink, gid=f"{gid}-stack", zorder=1
                 )
                 kind = "command" if data["command"] else "event"
-            box = grid.sheet.box(centre, BOX, ink=INKS[kind], gid=gid)
-            label = grid.sheet.text(*centre, "", gid=f"{gid}-label")
+            box = grid.sheet.box(centre, box_size, ink=INKS[kind], gid=gid)
+            label = grid.sheet.text(*centre, "", fontsize=spacing.fontsize, gid=f"{gid}-label")
             self._boxes[node] = (box, label)
         self._title = grid.sheet.title("")
         self.sheet = grid.sheet
-        self._note = note
+        self.note = note
+        self._chars = spacing.chars
 
     @property
     def figure(self) -> Figure:
@@ -243,12 +251,12 @@ class FlowPicture:
             paint(box, _node_ink(state))
             if node in self._decks:
                 paint(self._decks[node], _node_ink(state))
-            label.set_text(_node_label(self._graph.nodes[node], state.category))
+            label.set_text(_node_label(self._graph.nodes[node], state.category, self._chars))
             label.set_color(FADED_TEXT if state.state == "pending" else TEXT)
         words = step_caption(self.result, upto)
         self.sheet.retitle(self._title, words)
-        if self.groups or self._note:
-            describe(self.figure, _described(words, self.groups, self._note))
+        if self.groups or self.note:
+            describe(self.figure, _described(words, self.groups, self.note))
         return self
 
 
@@ -310,17 +318,18 @@ def _described(words: str, groups: Sequence[Any], note: str) -> str:
     return "; ".join(parts)
 
 
-def _node_label(data: dict[str, Any], category: str) -> str:
+def _node_label(data: dict[str, Any], category: str, chars: int = LABEL_CHARS) -> str:
+    """A box's words, each line cut to ``chars`` characters."""
     if data["kind"] == "group":
-        return two_lines(f"x {data['count']} {data['label']}", data["summary"], LABEL_CHARS)
+        return two_lines(f"x {data['count']} {data['label']}", data["summary"], chars)
     if data["kind"] == "event":
         label = f"#{data['index']} {data['label']}"
-        return two_lines(label, "no handler" if category == "unhandled" else None, LABEL_CHARS)
-    label = f"{data['step']}. {shorten(data['label'], LABEL_CHARS - 4)}"
+        return two_lines(label, "no handler" if category == "unhandled" else None, chars)
+    label = f"{data['step']}. {shorten(data['label'], chars - 4)}"
     failure = None
     if category == "failed":
         failure = "failed: " + str(data["error"]).split(":", 1)[0]
-    return two_lines(label, failure, LABEL_CHARS)
+    return two_lines(label, failure, chars)
 
 
 def _node_ink(state: _State) -> Ink:
@@ -364,14 +373,69 @@ def _flow_legend(*, stepping: bool, commands: bool = False, folded: bool = False
 
 
 _DECK = 0.07  # how far the box behind a folded group's box peeks out
-_PAGE_LAYERS = int((PAGE[0] - 2 * MARGIN - BOX[0]) / COLUMN) + 1
 
 
-def _page_rows() -> int:
-    """How many rows of boxes fit :data:`PAGE` with a full legend and a note."""
-    legend = _flow_legend(stepping=True, commands=True, folded=True)
-    room = PAGE[1] - TITLE_HEIGHT - Sheet.legend_height(legend, PAGE[0]) - 0.05 - NOTE_HEIGHT
-    return max(1, int(room / ROW))
+@dataclass(frozen=True)
+class _Spacing:
+    """How closely a flow is drawn: columns ``column`` apart, rows ``row`` apart, boxes of
+    ``box`` inches whose labels have lines of ``chars`` characters at ``fontsize`` points."""
+
+    column: float
+    row: float
+    box: tuple[float, float]
+    chars: int
+    fontsize: float
+
+
+def _floor(inches: float) -> float:
+    """Rounded down to a thousandth: a layout that fits exactly still fits once summed."""
+    return int(inches * 1000) / 1000
+
+
+def _note_lines(note: str, width: float) -> list[str]:
+    """The note wrapped to the width of a sheet (:data:`SMALL` type, about 13 characters an
+    inch), on at most :data:`NOTE_LINES` lines."""
+    return wrap(note, int(width * 13), NOTE_LINES) if note else []
+
+
+def _bottom(legend: Sequence[Key], width: float, note: str) -> float:
+    """The room below a flow's boxes: the legend, and the note when there is one."""
+    bottom = Sheet.legend_height(legend, width) + 0.05
+    lines = len(_note_lines(note, width))
+    return bottom + (NOTE_HEIGHT + NOTE_LINE * (lines - 1) if lines else 0)
+
+
+# From the usual spacing to the tightest, which holds PAGE_LAYERS columns across PAGE and
+# PAGE_ROWS rows under a title and above the tallest legend (on the narrowest sheet) and a
+# note of NOTE_LINES lines: whatever page_graph keeps, some spacing fits the page.
+_ACROSS = [(COLUMN, BOX[0], LABEL_CHARS, FONT_SIZE), (2.05, 1.7, 24, 8.0), (1.85, 1.5, 22, 7.5)]
+_ACROSS.append(
+    (_floor((PAGE[0] - 2 * MARGIN - 1.35) / (PAGE_LAYERS - 1)), 1.35, 21, 7.0),
+)
+_TALLEST_BOTTOM = (
+    Sheet.legend_height(_flow_legend(stepping=True, commands=True, folded=True), MIN_WIDTH)
+    + 0.05
+    + NOTE_HEIGHT
+    + NOTE_LINE * (NOTE_LINES - 1)
+)
+_DOWN = [(ROW, BOX[1]), (0.54, 0.42), (0.48, 0.38)]
+_DOWN.append((_floor((PAGE[1] - TITLE_HEIGHT - _TALLEST_BOTTOM) / PAGE_ROWS), 0.34))
+_FULL = _Spacing(COLUMN, ROW, BOX, LABEL_CHARS, FONT_SIZE)
+
+
+def _fit(columns: int, rows: int, legend: Sequence[Key], note: str) -> _Spacing:
+    """The loosest spacing at which ``columns`` layers of at most ``rows`` boxes, the title,
+    the legend and the note fit :data:`PAGE`: closer columns and smaller labels first, then
+    closer rows. At most :data:`PAGE_LAYERS` by :data:`PAGE_ROWS` always fit."""
+    across = next(
+        (level for level in _ACROSS if 2 * MARGIN + level[1] + (columns - 1) * level[0] <= PAGE[0]),
+        _ACROSS[-1],
+    )
+    column, box_width, chars, fontsize = across
+    width = max(MIN_WIDTH, 2 * MARGIN + box_width + (columns - 1) * column)
+    room = PAGE[1] - TITLE_HEIGHT - _bottom(legend, width, note)
+    row, box_height = next((level for level in _DOWN if rows * level[0] <= room), _DOWN[-1])
+    return _Spacing(column, row, (box_width, box_height), chars, fontsize)
 
 
 def _layer_sizes(positions: dict[Hashable, tuple[float, float]]) -> dict[float, int]:
@@ -383,12 +447,13 @@ def _layer_sizes(positions: dict[Hashable, tuple[float, float]]) -> dict[float, 
 
 @dataclass(frozen=True)
 class _Grid:
-    """Boxes on a grid of a sheet: columns :data:`COLUMN` apart, rows :data:`ROW` apart,
-    the title on top and the legend below."""
+    """Boxes on a grid of a sheet: columns :data:`COLUMN` apart, rows :data:`ROW` apart
+    (or as ``spacing`` says), the title on top and the legend below."""
 
     sheet: Sheet
     left: float  # x of the centre of column 0
     middle: float  # y of grid row 0
+    spacing: _Spacing = _FULL
 
     @classmethod
     def make(
@@ -400,27 +465,33 @@ class _Grid:
         *,
         left_room: float = 0,
         note: str = "",
+        spacing: _Spacing = _FULL,
     ) -> _Grid:
-        content = left_room + BOX[0] + (columns - 1) * COLUMN
+        box_width = spacing.box[0]
+        content = left_room + box_width + (columns - 1) * spacing.column
         width = max(MIN_WIDTH, content + 2 * MARGIN)
-        bottom = Sheet.legend_height(legend, width) + 0.05
-        if note:
-            bottom += NOTE_HEIGHT
-        sheet = Sheet.new(width, TITLE_HEIGHT + rows * ROW + bottom, ax)
+        bottom = _bottom(legend, width, note)
+        sheet = Sheet.new(width, TITLE_HEIGHT + rows * spacing.row + bottom, ax)
         sheet.legend(legend)
         if note:
-            words = shorten(note, int(width * 13))
-            sheet.text(width / 2, bottom - NOTE_HEIGHT / 2, words, fontsize=SMALL, gid="left-out")
-        left = (width - content) / 2 + left_room + BOX[0] / 2
-        return cls(sheet, left, bottom + rows * ROW / 2)
+            lines = _note_lines(note, width)
+            room = NOTE_HEIGHT + NOTE_LINE * (len(lines) - 1)
+            words = "\n".join(lines)
+            sheet.text(width / 2, bottom - room / 2, words, fontsize=SMALL, gid="left-out")
+        left = (width - content) / 2 + left_room + box_width / 2
+        return cls(sheet, left, bottom + rows * spacing.row / 2, spacing)
 
     def at(self, place: tuple[float, float]) -> tuple[float, float]:
-        return (self.left + place[0] * COLUMN, self.middle + place[1] * ROW)
+        return (
+            self.left + place[0] * self.spacing.column,
+            self.middle + place[1] * self.spacing.row,
+        )
 
     def arrow(self, source: tuple[float, float], target: tuple[float, float]) -> FancyArrowPatch:
         """From the right edge of one box to the left edge of the next column's box."""
         (x1, y1), (x2, y2) = self.at(source), self.at(target)
-        return self.sheet.arrow((x1 + BOX[0] / 2, y1), (x2 - BOX[0] / 2, y2))
+        half = self.spacing.box[0] / 2
+        return self.sheet.arrow((x1 + half, y1), (x2 - half, y2))
 
 
 # ---------------------------------------------------------------------- registrations

@@ -337,8 +337,21 @@ def bound_graph(graph: nx.DiGraph, *, layers: int, rows: int) -> tuple[nx.DiGrap
         return graph, LeftOut()
     events = sum(graph.nodes[n]["events"] for n in dropped)
     calls = sum(graph.nodes[n]["calls"] for n in dropped)
-    kept_graph = graph.subgraph([n for n in graph.nodes if n not in gone]).copy()
-    return kept_graph, LeftOut(events, calls, cut_layers, cut_rows, _names(graph, dropped))
+    return _without(graph, gone), LeftOut(
+        events, calls, cut_layers, cut_rows, _names(graph, dropped)
+    )
+
+
+def _without(graph: nx.DiGraph, gone: set[Hashable]) -> nx.DiGraph:
+    """A copy of ``graph`` less the nodes ``gone``, its nodes and edges in the same order (a
+    networkx subgraph's order follows a set's, which may change from one run to the next)."""
+    kept = nx.DiGraph()
+    kept.graph.update(graph.graph)
+    kept.add_nodes_from((n, data) for n, data in graph.nodes(data=True) if n not in gone)
+    kept.add_edges_from(
+        (u, v, data) for u, v, data in graph.edges(data=True) if u not in gone and v not in gone
+    )
+    return kept
 
 
 def _names(graph: nx.DiGraph, dropped: list[Hashable]) -> tuple[str, ...]:

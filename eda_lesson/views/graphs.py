@@ -254,11 +254,21 @@ def to_mermaid(result: DispatchResult, *, fold: bool = True, unfold: Collection[
     At least three alike sibling events are one node ``g<first index>`` (class ``edaFolded``,
     a bold border), "x 200 OrderPaid · each: ..."; ``unfold`` and ``fold=False`` as in
     :func:`~eda_lesson.views.flow.draw_flow`.
-    """
-    from eda_lesson.views.folding import folded_graph
 
-    graph = folded_graph(result, fold=fold, unfold=unfold)
+    Like the drawing, the export keeps to one page (the rule of
+    :func:`~eda_lesson.views.folding.page_graph`): at most
+    :data:`~eda_lesson.views.folding.PAGE_LAYERS` layers of
+    :data:`~eda_lesson.views.folding.PAGE_ROWS` nodes. When it leaves some out, a ``%%``
+    comment and a note node ``leftout`` (class ``edaNote``, dashed) say what, in the words of
+    the drawing's note.
+    """
+    from eda_lesson.views.folding import folded_graph, page_graph
+
+    graph, left_out = page_graph(folded_graph(result, fold=fold, unfold=unfold))
     lines = ["flowchart LR"]
+    if left_out:
+        note = _mermaid_text(left_out.note(), 400)
+        lines += [f"    %% {note}", f'    leftout["{note}"]:::edaNote']
     for node, data in graph.nodes(data=True):
         lines.append("    " + _mermaid_node(node, data))
     for source, target in graph.edges():
@@ -270,6 +280,8 @@ def to_mermaid(result: DispatchResult, *, fold: bool = True, unfold: Collection[
         lines.append(f"    classDef {name} {_mermaid_style(INKS[kind])}")
     if graph.graph["groups"]:
         lines.append(f"    classDef edaFolded {_mermaid_style(INKS['event'].but(width=2.4))}")
+    if left_out:
+        lines.append(f"    classDef edaNote {_mermaid_style(INKS['pending'].but(dashes='--'))}")
     return "\n".join(lines) + "\n"
 
 
