@@ -3,24 +3,120 @@ answer, saying what to fix, and passes on the published solution."""
 
 from __future__ import annotations
 
+import pytest
+
+from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import start_here as check
 from eda_lesson.shop.events import OrderCreated
 
 # ---------------------------------------------------------------------- exercise 1
+
+OTHERS = ["PaymentRefunded", "ParcelShipped", "CustomerRegistered"]
+
+
+def first_name_verdict(name: str) -> Feedback:
+    return check.ex1([name, *OTHERS])
 
 
 def test_ex1_commands_left_as_they_are_are_called_instructions() -> None:
     feedback = check.ex1(["PlaceOrder", "RefundPayment", "ShipParcel", "RegisterCustomer"])
     assert not feedback
     assert "'PlaceOrder' still reads as an instruction" in feedback.message
+    assert "the command PlaceOrder itself" in feedback.message
     assert "OrderPlaced" in feedback.hint
 
 
-def test_ex1_a_present_tense_name_is_refused_with_a_past_tense_suggestion() -> None:
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["OrderPlaced", "PaymentRefunded", "ParcelShipped", "CustomerRegistered"],
+        ["OrderCreated", "PaymentRefunded", "ParcelSent", "CustomerSignedUp"],
+        ["OrderPlaced", "PaymentPaidBack", "ParcelDispatched", "CustomerJoined"],
+        ["OrderCancelled", "PaymentRepaid", "ParcelHeld", "CustomerEnrolled"],
+        ["OrderBuilt", "PaymentMade", "ParcelSent", "CustomerSignedUp"],
+        ["OrderSplit", "PaymentReturned", "ParcelDelivered", "CustomerAdded"],
+    ],
+)
+def test_ex1_regular_and_irregular_past_participles_pass(names: list[str]) -> None:
+    feedback = check.ex1(names)
+    assert feedback, feedback
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "Created",
+        "Sent",
+        "Paid",
+        "Shipped",
+        "Cancelled",
+        "Placed",
+        "Refunded",
+        "Built",
+        "Held",
+        "Made",
+        "Sold",
+        "Written",
+        "Succeeded",
+        "Split",
+        "Withdrawn",
+        "Kept",
+    ],
+)
+def test_past_participles_are_recognised(word: str) -> None:
+    assert check.is_past_participle(word)
+
+
+@pytest.mark.parametrize(
+    "word", ["Create", "Send", "Ship", "Place", "Pay", "Build", "Hold", "Placing", "Speed", "Order"]
+)
+def test_base_forms_and_other_words_are_not_past_participles(word: str) -> None:
+    assert not check.is_past_participle(word)
+
+
+@pytest.mark.parametrize("name", ["CreateOrder", "SendOrder", "CancelOrder"])
+def test_ex1_a_verb_before_the_thing_reads_as_an_instruction(name: str) -> None:
+    feedback = first_name_verdict(name)
+    assert not feedback
+    assert f"{name!r} still reads as an instruction" in feedback.message
+    assert "comes first, as a command's verb does" in feedback.message
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("OrderCreate", "OrderCreated"), ("OrderSend", "OrderSent"), ("OrderPlace", "OrderPlaced")],
+)
+def test_ex1_a_base_form_after_the_thing_is_not_past_tense(name: str, hint: str) -> None:
+    feedback = first_name_verdict(name)
+    assert not feedback
+    assert f"{name!r} is not in the past tense" in feedback.message
+    assert hint in feedback.hint
+
+
+def test_ex1_a_regular_verb_without_ed_gets_the_suggested_name() -> None:
     feedback = check.ex1(["OrderPlaced", "PaymentRefund", "ParcelShipped", "CustomerRegistered"])
     assert not feedback
-    assert "'PaymentRefund'" in feedback.message and "instruction" in feedback.message
+    assert "'PaymentRefund' is not in the past tense" in feedback.message
     assert "PaymentRefunded" in feedback.hint
+    ship = check.ex1(["OrderPlaced", "PaymentRefunded", "ParcelShip", "CustomerRegistered"])
+    assert "'ParcelShip' is not in the past tense" in ship.message
+
+
+@pytest.mark.parametrize("name", ["OrderWasPlaced", "OrderHasBeenPlaced", "OrderIsCreated"])
+def test_ex1_was_style_names_are_refused_as_sentences(name: str) -> None:
+    feedback = first_name_verdict(name)
+    assert not feedback
+    assert f"{name!r} reads as a sentence" in feedback.message
+    assert "without 'Was' or 'Has'" in feedback.message
+    assert feedback.hint.endswith(": OrderPlaced") or feedback.hint.endswith(": OrderCreated")
+
+
+def test_ex1_other_plausible_misses_each_get_their_own_message() -> None:
+    assert "still going on" in first_name_verdict("OrderPlacing").message
+    assert "ends in 'Event'" in first_name_verdict("OrderPlacedEvent").message
+    assert "says the command failed" in first_name_verdict("OrderRejected").message
+    assert "ends in an adverb" in first_name_verdict("OrderPlacedSuccessfully").message
+    assert "does not say what happened to the order" in first_name_verdict("Order").message
 
 
 def test_ex1_a_name_that_forgets_what_it_is_about_is_refused() -> None:
@@ -29,14 +125,10 @@ def test_ex1_a_name_that_forgets_what_it_is_about_is_refused() -> None:
     assert "should contain 'Order'" in feedback.message
 
 
-def test_ex1_snake_case_and_wrong_lengths_are_refused() -> None:
+def test_ex1_snake_case_capitals_and_wrong_lengths_are_refused() -> None:
     assert "CamelCase" in check.ex1(["order_placed", "b", "c", "d"]).message
+    assert "CamelCase" in first_name_verdict("ORDERPLACED").message
     assert "a list of 4 names" in check.ex1(["OrderPlaced"]).message
-
-
-def test_ex1_past_tense_names_pass() -> None:
-    feedback = check.ex1(["OrderPlaced", "PaymentRefunded", "ParcelShipped", "CustomerSignedUp"])
-    assert feedback, feedback
 
 
 # ---------------------------------------------------------------------- exercise 2
