@@ -320,8 +320,14 @@ def test_flow_graph_invariants_hold_for_any_cascade(program: Any) -> None:
         range(1, len(result.calls) + 1)
     )
     assert sum(row.unhandled for row in rows) == len(result.unhandled)
+    from eda_lesson.views.folding import folded_graph, page_graph
+
+    page, left_out = page_graph(folded_graph(result))
     mermaid = to_mermaid(result)
-    assert mermaid.count(" --> ") == graph.number_of_edges()
+    assert mermaid.count(" --> ") == page.number_of_edges(), "the page the drawing keeps"
+    assert ("left out" in mermaid) == bool(left_out)
+    if not left_out:
+        assert page.number_of_edges() <= graph.number_of_edges()
 
 
 # ---------------------------------------------------------------------- text exports

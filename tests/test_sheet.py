@@ -25,6 +25,7 @@ from matplotlib.patches import FancyBboxPatch
 from PIL import Image
 
 from eda_lesson import EventBus
+from eda_lesson.book.chapters import CHAPTERS
 from eda_lesson.core.asyncbus import AsyncEventBus
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.middleware import DeadLetterStore, RetryLog, dead_letters, exponential, retry
@@ -42,6 +43,8 @@ from eda_lesson.views.flow import FlowPicture, OrderedCall, draw_flow
 from eda_lesson.views.palette import COMMAND, FAILED
 from eda_lesson.views.raster import PNG_SIGNATURE
 from eda_lesson.views.sheet import Key, NotebookFigure, Sheet, figure_to_png
+
+SERIES_TITLE = f"the series: {len(CHAPTERS)} chapters in {len({c.part for c in CHAPTERS})} parts"
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -170,7 +173,7 @@ DESCRIPTIONS = {
     "flow.draw_timeline": "timeline of the OrderPaid dispatch: 5 handler calls",
     "flow.draw_nested_vs_queue": "one cascade, two orders: 5 handler calls",
     "flow.draw_unit_of_work": "UnitOfWork: nothing done yet",
-    "flow.draw_series_map": "the series: 10 chapters in 5 parts",
+    "flow.draw_series_map": SERIES_TITLE,
     "failures.draw_attempts": "attempts on the clock: 2 attempts, 1 handler call",
     "failures.draw_dead_letters": "dead-letter store: 1 letter waiting",
     "concurrency.draw_timelines": "the same work on one time axis: concurrent 0.3 s",
