@@ -520,3 +520,46 @@ def test_a_handler_dispatching_on_the_given_bus_is_outside_the_picture() -> None
     result = DispatchExplorer(bus, [Ping(0)]).dispatch()
     assert [record.event for record in result.events] == [Ping(0)]
     assert seen == [1, 0]  # Ping(1) ran at once on the given bus, before Ping(0) was counted
+
+
+def test_back_and_next_are_greyed_out_at_the_ends_only(explorer: DispatchExplorer) -> None:
+    back = find(explorer.widget, widgets.Button, description="Back")
+    forward = find(explorer.widget, widgets.Button, description="Next")
+    assert back.disabled and forward.disabled, "nothing to step through before a dispatch"
+    explorer.dispatch("paid")
+    assert back.disabled and not forward.disabled
+    forward.click()
+    assert not back.disabled and not forward.disabled
+    for _ in range(explorer.steps):
+        forward.click()
+    assert forward.disabled and not back.disabled and explorer.step == explorer.steps
+    explorer.dispatch("paid")
+    assert back.disabled and not forward.disabled, "a new dispatch starts at step 0 again"
+
+
+def test_a_refused_command_is_drawn_as_its_failed_call_and_told_not_raised() -> None:
+    from eda_lesson import Command
+
+    @dataclass(frozen=True)
+    class PlaceOrder(Command):
+        total: float
+
+    def place_order(command: PlaceOrder) -> str:
+        if command.total <= 0:
+            raise ValueError("the total must be positive")
+        return "placed"
+
+    bus = EventBus()
+    bus.register(PlaceOrder, place_order)
+    with pytest.raises(ValueError, match="the total must be positive"):
+        bus.dispatch(PlaceOrder(0.0))  # the bus itself raises it to the caller
+    explorer = DispatchExplorer(bus, {"refused": PlaceOrder(0.0), "fine": PlaceOrder(5.0)})
+    find(explorer.widget, widgets.Dropdown).value = "refused"
+    find(explorer.widget, widgets.Button, description="Dispatch").click()
+    assert explorer.result is not None
+    assert [type(call.error).__name__ for call in explorer.result.calls] == ["ValueError"]
+    status = explorer.status
+    assert status in [w.value for w in walk(explorer.widget) if isinstance(w, widgets.Label)]
+    assert status.startswith("refused: PlaceOrder raised ValueError: the total must be positive")
+    assert explorer.dispatch("fine").returned == "placed"
+    assert explorer.status == ""

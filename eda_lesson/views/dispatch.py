@@ -26,6 +26,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 from traitlets import TraitError
 
 from eda_lesson.core.bus import EventBus, Handler, Subscription
+from eda_lesson.core.messages import Command
 from eda_lesson.core.result import CascadeLimitError, DispatchResult, describe_value
 from eda_lesson.core.text import plural
 from eda_lesson.views.flow import FlowPicture, draw_registrations
@@ -36,6 +37,25 @@ from eda_lesson.views.sheet import figure_to_png, placeholder_png
 from eda_lesson.views.stepper import Explorer, Quiet, Stepper, SteppingExplorer
 
 __all__ = ["DispatchExplorer", "InjectedHandlerError", "RegistrationExplorer"]
+
+
+class _ShowingBus(EventBus):
+    """The explorer's bus: a refused command is drawn as its failed call, not raised, since
+    a button click has nobody to raise to (``dispatch`` on the real bus raises it)."""
+
+    def _raise_a_failed_command(self, cascade: DispatchResult) -> None:
+        return None
+
+
+def _refusal(result: DispatchResult) -> str:
+    """The status line for a command its handler refused ("" for anything else)."""
+    error = result.first_error() if isinstance(result.message, Command) else None
+    if error is None:
+        return ""
+    return (
+        f"refused: {type(result.message).__name__} raised {type(error).__name__}: {error} "
+        "(dispatched on the bus itself, this error reaches the caller)"
+    )
 
 
 class InjectedHandlerError(RuntimeError):
@@ -99,6 +119,11 @@ class DispatchExplorer(SteppingExplorer):
         return list(self._stops)
 
     @property
+    def status(self) -> str:
+        """The status line: why a cascade stopped, a command refused, "" when all went on."""
+        return str(self._status.value)
+
+    @property
     def handler_names(self) -> list[str]:
         """The handlers the explorer has switches for, in the bus's registration order."""
         return list(self._switches)
@@ -127,7 +152,7 @@ class DispatchExplorer(SteppingExplorer):
         except CascadeLimitError as error:
             self._show_result(error.result, f"stopped: {error}")
             raise
-        self._show_result(result, "")
+        self._show_result(result, _refusal(result))
         return result
 
     def choose(self, name: str) -> None:
@@ -299,7 +324,7 @@ class DispatchExplorer(SteppingExplorer):
 
     def _sibling_bus(self) -> EventBus:
         """A bus like ours for one dispatch: same middleware, the switched-on handlers."""
-        sibling = EventBus(
+        sibling = _ShowingBus(
             max_cascade=self.bus.max_cascade,
             middleware=self.bus.middleware,
             dependencies=self.bus.dependencies,

@@ -112,11 +112,16 @@ class Stepper:
         self._slider = widgets.IntSlider(min=0, max=0, description=description)
         widgets.link((self._play, "value"), (self._slider, "value"))
         self._slider.observe(self._on_step, "value")
-        back = widgets.Button(description="Back", icon="step-backward", tooltip="previous step")
-        forward = widgets.Button(description="Next", icon="step-forward", tooltip="next step")
-        back.on_click(lambda _: self.nudge(-1))
-        forward.on_click(lambda _: self.nudge(+1))
-        self.widget = widgets.HBox([self._play, back, self._slider, forward])
+        self._back = widgets.Button(
+            description="Back", icon="step-backward", tooltip="previous step", disabled=True
+        )
+        self._forward = widgets.Button(
+            description="Next", icon="step-forward", tooltip="next step", disabled=True
+        )
+        self._back.on_click(lambda _: self.nudge(-1))
+        self._forward.on_click(lambda _: self.nudge(+1))
+        self._slider.observe(self._on_end, "value")
+        self.widget = widgets.HBox([self._play, self._back, self._slider, self._forward])
 
     @property
     def step(self) -> int:
@@ -131,6 +136,7 @@ class Stepper:
             self._slider.value = self._play.value = 0
             self._slider.max = self._play.max = steps
             self._slider.value = self._play.value = at
+        self._show_ends()
         self._show(at)
 
     def step_to(self, step: int) -> None:
@@ -149,6 +155,23 @@ class Stepper:
         if png is None:
             png = self._pngs[key] = figure_to_png(draw())
         return png
+
+    @property
+    def at_start(self) -> bool:
+        """True when Back has nowhere to go (the button is greyed out then)."""
+        return bool(self._back.disabled)
+
+    @property
+    def at_end(self) -> bool:
+        """True when Next has nowhere to go (the button is greyed out then)."""
+        return bool(self._forward.disabled)
+
+    def _show_ends(self) -> None:
+        self._back.disabled = self.step <= 0
+        self._forward.disabled = self.step >= self.steps
+
+    def _on_end(self, _change: Mapping[str, Any]) -> None:
+        self._show_ends()
 
     def _on_step(self, _change: Mapping[str, Any]) -> None:
         if not self.quiet:
