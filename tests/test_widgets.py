@@ -391,7 +391,7 @@ def test_toggling_a_registration_off_and_on_changes_the_bus_and_the_picture(
     assert bytes(find(explorer.widget, widgets.Image).value) != picture
     assert repr(explorer) == "RegistrationExplorer: 10 of 11 registrations on, 5 event types"
     explorer.toggle("OrderPaid", "Shop.send_receipt", True)
-    assert bus.handlers_for(OrderPaid) == [shop.mark_paid, shop.request_shipment, shop.send_receipt]
+    assert bus.handlers_for(OrderPaid) == [shop.mark_paid, shop.send_receipt, shop.request_shipment]
 
 
 def test_unticking_a_box_unregisters_and_a_type_left_alone_stays_drawn(
@@ -563,3 +563,48 @@ def test_a_refused_command_is_drawn_as_its_failed_call_and_told_not_raised() -> 
     assert status.startswith("refused: PlaceOrder raised ValueError: the total must be positive")
     assert explorer.dispatch("fine").returned == "placed"
     assert explorer.status == ""
+
+
+def test_switching_a_handler_off_and_on_keeps_the_call_order_of_its_type() -> None:
+    calls: list[str] = []
+
+    def first(event: OrderPaid) -> None:
+        calls.append("first")
+
+    def second(event: OrderPaid) -> None:
+        calls.append("second")
+
+    def third(event: OrderPaid) -> None:
+        calls.append("third")
+
+    bus = EventBus()
+    for handler in (first, second, third):
+        bus.register(OrderPaid, handler)
+    explorer = RegistrationExplorer(bus)
+    from eda_lesson import handler_name
+
+    explorer.toggle("OrderPaid", handler_name(first), on=False)
+    explorer.toggle("OrderPaid", handler_name(second), on=False)
+    explorer.toggle("OrderPaid", handler_name(first), on=True)
+    explorer.toggle("OrderPaid", handler_name(second), on=True)
+    bus.dispatch(OrderPaid("o-1", 1.0))
+    assert calls == ["first", "second", "third"], "back in their old places"
+
+
+def test_a_handler_registered_after_the_registration_explorer_gets_a_checkbox() -> None:
+    bus = EventBus()
+    bus.register(OrderPaid, lambda event: None)
+    explorer = RegistrationExplorer(bus)
+
+    def late(event: OrderCancelled) -> None:
+        return None
+
+    bus.register(OrderCancelled, late)
+    explorer.refresh()
+    boxes = [w.description for w in walk(explorer.widget) if isinstance(w, widgets.Checkbox)]
+    assert boxes[-1].startswith("OrderCancelled → ") and boxes[-1].endswith(".late")
+    assert repr(explorer).startswith("RegistrationExplorer: 2 of 2 registrations on, 2 event")
+    from eda_lesson import handler_name
+
+    explorer.toggle("OrderCancelled", handler_name(late), on=False)
+    assert bus.handlers_for(OrderCancelled) == []

@@ -543,7 +543,9 @@ class RegistrationExplorer(Explorer):
     """The registration graph of ``bus``, with a checkbox per registration to switch it.
 
     Unticking unregisters the handler from that event type on ``bus`` itself; ticking
-    registers it again (at the end of that type's handlers, as ``register`` does).
+    registers it again in its old place among that type's handlers, so switching one off and
+    on never changes the order the others are called in. Handlers registered on ``bus`` after
+    the explorer was made get a checkbox at the next :meth:`refresh` (or toggle).
     ``event_types`` adds types to keep in the picture even with no handler left.
     """
 
@@ -557,22 +559,35 @@ class RegistrationExplorer(Explorer):
         self._event_types = tuple(
             dict.fromkeys([*(s.message_type for s in self._registrations), *event_types])
         )
-        self._boxes: list[Any] = []
-        for subscription in self._registrations:
-            text = f"{subscription.message_type.__qualname__} → {subscription.name}"
-            box = widgets.Checkbox(value=True, description=text, indent=False)
-            box.observe(self._on_box(subscription), "value")
-            self._boxes.append(box)
+        self._boxes: list[Any] = [self._box_for(s) for s in self._registrations]
         self._image = widgets.Image(format="png")
         self._caption = widgets.Label()
-        header = widgets.HTML("<b>registrations</b> (untick to unregister)")
-        self._root = widgets.HBox(
-            [widgets.VBox([self._caption, self._image]), widgets.VBox([header, *self._boxes])]
-        )
+        self._header = widgets.HTML("<b>registrations</b> (untick to unregister)")
+        self._list = widgets.VBox([self._header, *self._boxes])
+        self._root = widgets.HBox([widgets.VBox([self._caption, self._image]), self._list])
         self.refresh()
+
+    def _box_for(self, subscription: Subscription) -> Any:
+        text = f"{subscription.message_type.__qualname__} → {subscription.name}"
+        box = widgets.Checkbox(value=True, description=text, indent=False)
+        box.observe(self._on_box(subscription), "value")
+        return box
+
+    def _adopt_new_registrations(self) -> None:
+        """A checkbox for each registration the bus gained since the explorer last looked."""
+        known = {(s.message_type, s.key) for s in self._registrations}
+        new = [s for s in self.bus.subscriptions() if (s.message_type, s.key) not in known]
+        for subscription in new:
+            self._registrations.append(subscription)
+            self._boxes.append(self._box_for(subscription))
+            if subscription.message_type not in self._event_types:
+                self._event_types = (*self._event_types, subscription.message_type)
+        if new:
+            self._list.children = (self._header, *self._boxes)
 
     def toggle(self, event_type_name: str, handler_name: str, on: bool) -> None:
         """Register (``on=True``) or unregister a handler for an event type, by their names."""
+        self._adopt_new_registrations()
         for subscription, box in zip(self._registrations, self._boxes, strict=True):
             if (subscription.message_type.__qualname__, subscription.name) == (
                 event_type_name,
@@ -591,6 +606,7 @@ class RegistrationExplorer(Explorer):
 
     def refresh(self) -> None:
         """Redraw, and tick exactly the registrations the bus has now."""
+        self._adopt_new_registrations()
         for subscription, box in zip(self._registrations, self._boxes, strict=True):
             box.value = self._registered(subscription)
         figure = draw_registrations(self.bus, event_types=self._event_types)
@@ -623,9 +639,18 @@ class RegistrationExplorer(Explorer):
         if on == self._registered(subscription):
             return
         if on:
-            self.bus.register(
-                subscription.message_type, subscription.handler, middleware=subscription.middleware
-            )
+            self._register_in_place(subscription)
         else:
             self.bus.unregister(subscription.message_type, subscription.handler)
         self.refresh()
+
+    def _register_in_place(self, subscription: Subscription) -> None:
+        """Register ``subscription`` again where it was: the handlers of its type that come
+        after it are taken off and put back behind it (``register`` only appends)."""
+        same_type = [s for s in self._registrations if s.message_type is subscription.message_type]
+        after = same_type[same_type.index(subscription) + 1 :]
+        back_on = [s for s in after if self._registered(s)]
+        for later in back_on:
+            self.bus.unregister(later.message_type, later.handler)
+        for again in (subscription, *back_on):
+            self.bus.register(again.message_type, again.handler, middleware=again.middleware)
