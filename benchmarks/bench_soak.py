@@ -9,8 +9,9 @@ event (not timed), then times, from the relay's first batch until the last effec
 * the relay publishing the outbox to ``--partitions`` partition streams by key;
 * ``--workers`` worker processes, each a :class:`~eda_lesson.transport.partitions.PartitionedWorker`
   whose one handler writes a row through an :class:`~eda_lesson.patterns.inbox.Inbox`;
-* every ``--kill-every`` seconds one worker SIGKILLed and a new one started in its place, and
-  Redis stopped and started again once, at about 40% of the run.
+* every ``--kill-every`` seconds one worker SIGKILLed and a new one started in its place (forked
+  from a server that imported the package once, as a preforking supervisor does), and Redis
+  stopped and started again once, at about 40% of the run.
 
 It then checks, and says so, that every event has exactly one effect row, that the events of
 each key were handled in the order they were appended, and prints events per second beside raw
@@ -187,7 +188,11 @@ def raw_reference(url: str, count: int, batch: int) -> float:
 def run(args: argparse.Namespace) -> int:
     folder = Path(tempfile.mkdtemp(prefix="soak-"))
     server = Server(folder)
-    spawn = multiprocessing.get_context("spawn")
+    # Replacement workers fork from a server that has imported the package once, as a
+    # preforking supervisor starts them: a restart then costs milliseconds of the two cores
+    # instead of an interpreter start and its imports (about 0.6 s each).
+    spawn = multiprocessing.get_context("forkserver")
+    spawn.set_forkserver_preload(["bench_soak", "eda_lesson.transport.partitions", "sqlite3"])
     effects = folder / "effects.db"
     Inbox(effects).db.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT, seq INTEGER)")
     outbox = fill(folder, args.events)

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis_server import RedisServer, running_redis
 
 from eda_lesson import EventBus
@@ -553,3 +555,27 @@ def test_an_id_or_type_every_consumer_refuses_is_refused_by_the_publisher(
     assert problem in str(caught.value)
     good = message._replace(event_id="evt-1", event_type="OrderPaid")
     assert outbox_entry(good)["event_id"] == "evt-1"
+
+
+_FIELD_BYTES = st.one_of(
+    st.binary(max_size=30),
+    st.sampled_from([b"evt-1", b" evt-1", b"evt-1 ", b"e\x00", b"x" * 201, b"x" * 200, b"",
+                     b"1", b"0", b"01", b"1234567890", b'{"a":NaN}', b'{"a":1}', b"\xff"]),
+    st.text(max_size=20).map(lambda text: text.encode("utf-8", "surrogatepass")),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([b"event_id", b"type", b"version", b"payload", b"extra"]),
+        _FIELD_BYTES,
+    ),
+    st.sampled_from([10, 64, 1024 * 1024]),
+)
+def test_the_quick_look_at_an_entry_agrees_with_the_field_by_field_check(
+    fields: dict[bytes, bytes], max_entry_bytes: int
+) -> None:
+    from eda_lesson.transport.redis_streams import _envelope, _envelope_checked
+
+    assert _envelope(fields, max_entry_bytes) == _envelope_checked(fields, max_entry_bytes)
