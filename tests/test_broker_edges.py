@@ -579,3 +579,20 @@ def test_the_quick_look_at_an_entry_agrees_with_the_field_by_field_check(
     from eda_lesson.transport.redis_streams import _envelope, _envelope_checked
 
     assert _envelope(fields, max_entry_bytes) == _envelope_checked(fields, max_entry_bytes)
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"note":"' + "x" * 200 + '"}', '{"note":"' + "é" * 100 + '"}']
+)
+def test_the_publisher_counts_an_entry_as_the_consumer_does_to_the_byte(payload: str) -> None:
+    from eda_lesson.patterns.outbox import OutboxMessage, UndeliverableError
+    from eda_lesson.transport.redis_streams import _envelope, outbox_entry
+
+    message = OutboxMessage(1, "evt-1", "order-o-1", "Noted", 12, payload)
+    fields = {str(k).encode(): str(v).encode() for k, v in outbox_entry(message).items()}
+    exact = sum(map(len, fields)) + sum(map(len, fields.values()))
+    outbox_entry(message, max_entry_bytes=exact)  # the consumer takes it: so does the publisher
+    assert _envelope(fields, exact).__class__.__name__ == "_Envelope"
+    with pytest.raises(UndeliverableError, match=f"would be {exact:,} bytes"):
+        outbox_entry(message, max_entry_bytes=exact - 1)
+    assert _envelope(fields, exact - 1).__class__.__name__ == "_Malformed"

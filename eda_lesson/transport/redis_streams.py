@@ -507,21 +507,41 @@ def entry_fields(event_id: str, event_type: str, version: int, payload: str) -> 
 DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 """The largest entry a consumer takes by default; publishers refuse larger ones."""
 
+_FIELD_NAME_BYTES = len("event_id") + len("type") + len("version") + len("payload")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _plain_name(text: str) -> bool:
+    """True for the usual id or type name, which every consumer takes: short printable ASCII
+    without spaces around it (anything else is checked by :func:`_name_field`)."""
+    return (
+        0 < len(text) <= MAX_NAME
+        and text.isascii()
+        and text.isprintable()
+        and text[0] != " "
+        and text[-1] != " "
+    )
+
 
 def outbox_entry(message: OutboxMessage, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> Fields:
     """The entry fields of an outbox message, or :class:`UndeliverableError` for one that
     every consumer would dead-letter (an id it refuses, an entry over ``max_entry_bytes``):
     refused here, the relay parks it in the outbox, where it can be fixed and requeued,
     instead of writing it to the stream for every consumer to read and throw away."""
-    fields = entry_fields(
-        message.event_id, message.event_type, message.schema_version, message.payload
-    )
-    for name, value in (("event_id", message.event_id), ("type", message.event_type)):
-        problem = _name_field(name, value.encode("utf-8", "surrogatepass"))
-        if isinstance(problem, _Problem):
-            raise UndeliverableError(f"consumers would dead-letter this entry: {problem.text}")
-    size = sum(
-        len(str(text).encode("utf-8", "surrogatepass")) for pair in fields.items() for text in pair
+    event_id, event_type, payload = message.event_id, message.event_type, message.payload
+    fields = entry_fields(event_id, event_type, message.schema_version, payload)
+    for name, value in (("event_id", event_id), ("type", event_type)):
+        if not _plain_name(value):
+            problem = _name_field(name, value.encode("utf-8", "surrogatepass"))
+            if isinstance(problem, _Problem):
+                raise UndeliverableError(f"consumers would dead-letter this entry: {problem.text}")
+    size = (
+        _FIELD_NAME_BYTES
+        + sum(map(_utf8_length, (event_id, event_type, payload)))
+        + len(str(message.schema_version))
     )
     if size > max_entry_bytes:
         raise UndeliverableError(
