@@ -116,7 +116,7 @@ def work(url: str, name: str, effects: str, partitions: int, batch: int) -> None
     client = connect(url)
     worker = PartitionedWorker(
         bus, registry(), client=client, stream=STREAM, partitions=partitions,
-        group=GROUP, consumer=name, lease_ms=1500, batch=batch, around_batch=inbox.batch,
+        group=GROUP, consumer=name, lease_ms=1000, batch=batch, around_batch=inbox.batch,
         deduplicate=False,  # the inbox deduplicates, in the effect's own transaction
     )  # fmt: skip
     reported = 0

@@ -1281,7 +1281,7 @@ class StreamConsumer:
     def _handle(self, entries: list[_Entry]) -> list[Delivery]:
         envelopes = [_envelope(entry.fields, self.max_entry_bytes) for entry in entries]
         processed_before = self._processed_before(envelopes)
-        work = _Work()
+        work = _Work(remember=self.deduplicate)
         self._blocked = False
         with self.around_batch() if self.around_batch is not None else nullcontext():
             self._handle_each(entries, envelopes, processed_before, work)
@@ -1365,7 +1365,7 @@ class StreamConsumer:
         if not (work.acks or self.journal):
             return
         pipe = self.client.pipeline(transaction=True)
-        if work.marks and self.deduplicate:
+        if work.marks:
             pipe.hset(self.keys.processed, mapping=work.marks)
             pipe.zadd(self.keys.processed_times, work.mark_times)
         for entry, delivery in work.dead_letters:
@@ -1471,7 +1471,7 @@ class _Recorder:
             self.consumer,
             self.entry.delivery,
             outcome,
-            _reason(reason),
+            _reason(reason) if reason else "",
             self.entry.entry_id,
             result,
         )
@@ -1480,7 +1480,9 @@ class _Recorder:
 class _Work:
     """What a batch decided, to be stored in one transaction."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, remember: bool = True) -> None:
+        self.remember = remember
+        """Keep processed-id marks for Redis (off when the handlers deduplicate themselves)."""
         self.deliveries: list[Delivery] = []
         self.marks: dict[FieldT, EncodableT] = {}
         self.mark_times: dict[str, float] = {}
@@ -1490,8 +1492,9 @@ class _Work:
         self.handled_ids: set[str] = set()
 
     def handled(self, entry: _Entry, delivery: Delivery) -> None:
-        self.marks[delivery.event_id] = delivery.consumer
-        self.mark_times[delivery.event_id] = _id_ms(entry.entry_id)
+        if self.remember:
+            self.marks[delivery.event_id] = delivery.consumer
+            self.mark_times[delivery.event_id] = _id_ms(entry.entry_id)
         self.handled_ids.add(delivery.event_id)
         self.ack(entry, delivery)
 
