@@ -1,4 +1,4 @@
-"""The shop domain does what the seed article says its handlers do."""
+"""The shop does what a short article on event-driven architecture in Go says its handlers do."""
 
 from __future__ import annotations
 
