@@ -968,6 +968,12 @@ class _Problem(NamedTuple):
     text: str
 
 
+class _Undecodable(NamedTuple):
+    """What reading an entry's payload raised (kept, to be told in its delivery)."""
+
+    error: Exception
+
+
 def _name_field(name: str, raw: bytes) -> str | _Problem:
     try:
         text = raw.decode("utf-8")
@@ -1280,11 +1286,14 @@ class StreamConsumer:
 
     def _handle(self, entries: list[_Entry]) -> list[Delivery]:
         envelopes = [_envelope(entry.fields, self.max_entry_bytes) for entry in entries]
+        # Decoded before the batch's transaction (around_batch) opens: an inbox shared by
+        # several workers is then locked only while handlers run, not while JSON is read.
+        decoded = [self._decode(envelope) for envelope in envelopes]
         processed_before = self._processed_before(envelopes)
         work = _Work(remember=self.deduplicate)
         self._blocked = False
         with self.around_batch() if self.around_batch is not None else nullcontext():
-            self._handle_each(entries, envelopes, processed_before, work)
+            self._handle_each(entries, envelopes, decoded, processed_before, work)
         self._store(work)
         for delivery in work.deliveries:
             self.deliveries.add(delivery)
@@ -1304,10 +1313,11 @@ class StreamConsumer:
         self,
         entries: list[_Entry],
         envelopes: list[_Envelope | _Malformed],
+        decoded: list[object],
         processed_before: set[str],
         work: _Work,
     ) -> None:
-        for entry, envelope in zip(entries, envelopes, strict=True):
+        for entry, envelope, event in zip(entries, envelopes, decoded, strict=True):
             if self._blocked:
                 break  # in order: what follows a failed entry waits for it (left pending)
             record = _Recorder(self.consumer, entry, envelope)
@@ -1322,24 +1332,29 @@ class StreamConsumer:
                 )
                 work.dead(entry, record("dead-lettered", reason))
             else:
-                self._decode_and_dispatch(entry, envelope, record, work)
+                self._dispatch_decoded(entry, event, record, work)
                 failed = work.deliveries[-1].outcome == "failed"
                 self._blocked = self.in_order and failed
 
-    def _decode_and_dispatch(
-        self, entry: _Entry, envelope: _Envelope, record: _Recorder, work: _Work
-    ) -> None:
+    def _decode(self, envelope: _Envelope | _Malformed) -> object:
+        """The entry's event, or the :class:`_Undecodable` error that reading it raised."""
+        if isinstance(envelope, _Malformed):
+            return None
         try:
-            event = self.registry.from_json(envelope.type_name, envelope.version, envelope.payload)
-        except _PARK as error:
+            return self.registry.from_json(envelope.type_name, envelope.version, envelope.payload)
+        except Exception as error:  # EventFormatError, or a class refusing its own fields
+            return _Undecodable(error)
+
+    def _dispatch_decoded(
+        self, entry: _Entry, event: object, record: _Recorder, work: _Work
+    ) -> None:
+        if isinstance(event, _Undecodable):
+            error = event.error
             reason = f"{type(error).__name__}: {error}"
-            if self.park_unknown:
+            if isinstance(error, _PARK) and self.park_unknown:
                 work.park(entry, record("parked", reason))
             else:
                 work.dead(entry, record("dead-lettered", reason))
-            return
-        except Exception as error:  # EventFormatError, or a class refusing its own fields
-            work.dead(entry, record("dead-lettered", f"{type(error).__name__}: {error}"))
             return
         self._dispatch(entry, event, record, work)
 
