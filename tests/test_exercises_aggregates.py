@@ -6,25 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from feedback import correct, not_yet
+
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import aggregates as check
 from eda_lesson.book.exercises.aggregates import MAX_UNITS, OrderReturned
 from eda_lesson.patterns.aggregate import DomainError
 from eda_lesson.shop.events import LineItem, OrderPaid
 from eda_lesson.shop.stored_order import Order
-
-
-def not_yet(feedback: Feedback, *words: str) -> None:
-    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
-    assert text.startswith("Not yet."), text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
-
-def correct(feedback: Feedback) -> None:
-    assert repr(feedback).startswith("Correct!"), repr(feedback)
-
 
 # ---------------------------------------------------------------------- exercise 1
 

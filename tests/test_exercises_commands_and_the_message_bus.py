@@ -3,26 +3,15 @@ plausible wrong answers, each with a message of its own, and passes on the publi
 
 from __future__ import annotations
 
+from feedback import correct, not_yet
+
 from eda_lesson import EventBus
-from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import commands_and_the_message_bus as check
 from eda_lesson.book.exercises.commands_and_the_message_bus import Cards
 from eda_lesson.patterns.aggregate import DomainError
 from eda_lesson.shop.commands import CancelOrder, PlaceOrder
 from eda_lesson.shop.events import OrderCreated
 from eda_lesson.shop.services import Inventory, OrderBook, OutOfStockError
-
-
-def not_yet(feedback: Feedback, *words: str) -> None:
-    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
-    assert text.startswith("Not yet."), text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
-
-def correct(feedback: Feedback) -> None:
-    assert repr(feedback).startswith("Correct!"), repr(feedback)
-
 
 # ---------------------------------------------------------------------- exercise 1
 

@@ -10,22 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from feedback import correct, not_yet
+
 from eda_lesson import DispatchResult, EventBus, Handler, handler_name
-from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import dispatch_and_flow as check
 from eda_lesson.shop.events import OrderPaid, OrderShipped, ShipmentRequested
-
-
-def not_yet(feedback: Feedback, *words: str) -> None:
-    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
-    assert text.startswith("Not yet."), text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
-
-def correct(feedback: Feedback) -> None:
-    assert repr(feedback).startswith("Correct!"), repr(feedback)
-
 
 # ---------------------------------------------------------------------- exercise 1
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from feedback import correct, not_yet
 
 from eda_lesson import DispatchResult, EventBus
-from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import event_sourcing_and_projections as check
 from eda_lesson.patterns.event_methods import applies
 from eda_lesson.patterns.projections import Projection
@@ -19,17 +19,6 @@ from eda_lesson.shop.order import Order
 from eda_lesson.shop.read_models import RevenuePerCustomer
 
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-def not_yet(feedback: Feedback, *words: str) -> None:
-    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
-    assert text.startswith("Not yet."), text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
-
-def correct(feedback: Feedback) -> None:
-    assert repr(feedback).startswith("Correct!"), repr(feedback)
 
 
 # ---------------------------------------------------------------------- exercise 1

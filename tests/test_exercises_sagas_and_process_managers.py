@@ -4,8 +4,8 @@ plausible wrong answers, saying what is wrong, and passes on the published solut
 from __future__ import annotations
 
 import pytest
+from feedback import correct, not_yet
 
-from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import sagas_and_process_managers as check
 from eda_lesson.patterns.saga import StateMachine
 from eda_lesson.patterns.store import EventStore
@@ -17,17 +17,6 @@ from eda_lesson.shop.fulfilment import (
 )
 
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-def not_yet(feedback: Feedback, *words: str) -> None:
-    text = f"{feedback!r}\nHint: {feedback.hint}"  # the hint is printed from the second miss
-    assert text.startswith("Not yet."), text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
-
-def correct(feedback: Feedback) -> None:
-    assert repr(feedback).startswith("Correct!"), repr(feedback)
 
 
 # ---------------------------------------------------------------------- exercise 1

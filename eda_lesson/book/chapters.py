@@ -31,7 +31,6 @@ __all__ = [
     "readme_badge",
     "readme_map",
     "refresh_readme",
-    "refresh_readme_badge",
     "renumber_widget_ids",
     "repository",
 ]
@@ -224,16 +223,6 @@ README_BADGE = re.compile(r"\[!\[Open in Binder\]\([^)]*\)\]\([^)]*\)")
 def readme_badge() -> str:
     """The README's Binder badge, opening the first chapter."""
     return f"[![Open in Binder]({BADGE_IMAGE})]({binder_link(CHAPTERS[0].filename)})"
-
-
-def refresh_readme_badge(path: Path) -> bool:
-    """Rewrite the Binder badge of the README at ``path``; True when it changed."""
-    text = path.read_text()
-    updated = README_BADGE.sub(readme_badge(), text)
-    if updated == text:
-        return False
-    path.write_text(updated)
-    return True
 
 
 README_MAP = re.compile(r"(?m)^\| # \| notebook \|.*\n(?:^\|.*\n)+")

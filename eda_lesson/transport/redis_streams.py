@@ -904,12 +904,8 @@ def _envelope(fields: Mapping[bytes, bytes], max_entry_bytes: int) -> _Envelope 
     except (KeyError, UnicodeDecodeError):
         return _envelope_checked(fields, max_entry_bytes)
     if (
-        0 < len(event_id) <= MAX_NAME
-        and 0 < len(type_name) <= MAX_NAME
-        and event_id.isprintable()
-        and type_name.isprintable()
-        and not (event_id[0] == " " or event_id[-1] == " ")
-        and not (type_name[0] == " " or type_name[-1] == " ")
+        _plain_name(event_id)
+        and _plain_name(type_name)
         and _VERSION.fullmatch(raw_version)
         and sum(map(len, fields)) + sum(map(len, fields.values())) <= max_entry_bytes
         and not _SUSPECT.search(payload)
