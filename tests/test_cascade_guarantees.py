@@ -543,6 +543,39 @@ def test_a_command_produced_in_a_cascade_with_no_handler_fails_its_producer() ->
     assert result.unhandled[0].type_name == "Refund"
 
 
+@pytest.mark.parametrize("planned_by", ["a dispatch", "a cascade", "an unregistered handler"])
+def test_an_unhandled_command_is_refused_on_every_dispatch_sync_and_async(planned_by: str) -> None:
+    # The bus plans each message type once; a command planned without a handler (refused
+    # once, met in a cascade, or whose handler was unregistered) must still be refused.
+    @dataclass(frozen=True)
+    class Refund(Command):
+        order_id: str
+
+    for bus in (EventBus(), AsyncEventBus()):
+        if planned_by == "a dispatch":
+            with pytest.raises(UnhandledCommandError):
+                _run(bus.dispatch(Refund("o-1")))
+        elif planned_by == "a cascade":
+            bus.register(Paid, lambda event: Refund(event.order_id))
+            assert not _run(bus.dispatch(Paid("o-1"))).ok
+        else:
+
+            def refund(command: Refund) -> None:
+                pass
+
+            bus.register(Refund, refund)
+            _run(bus.dispatch(Refund("o-1")))
+            bus.unregister(Refund, refund)
+        for _ in range(2):
+            with pytest.raises(UnhandledCommandError, match="dispatched the command"):
+                _run(bus.dispatch(Refund("o-1")))
+
+
+def _run(outcome: Any) -> Any:
+    """The result of a dispatch, from either bus (the async one returns a coroutine)."""
+    return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
+
+
 def test_a_command_handler_cannot_yield_and_handlers_for_object_never_hear_commands() -> None:
     def yields(command: Charge) -> Iterator[Paid]:
         yield Paid(command.order_id)

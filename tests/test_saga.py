@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eda_lesson.patterns.store import SQLiteEventStore
-from eda_lesson.shop.events import LineItem, OrderShipped
+from eda_lesson.shop.events import LineItem, OrderCreated, OrderShipped
 from eda_lesson.shop.fulfilment import (
     FULFILMENT,
     ChoreographedFulfilment,
@@ -229,3 +229,49 @@ def test_participants_have_short_stable_reprs() -> None:
     assert repr(shop.saga("o-1")) == "FulfilmentSaga('o-1', state='shipped', version=4)"
     assert repr(shop.process) == "FulfilmentProcess('order fulfilment')"
     assert repr(ChoreographedFulfilment()) == "ChoreographedFulfilment(Warehouse(empty), 0 streams)"
+
+
+# ---------------------------------------------------------------------- the saga's commands
+
+
+@pytest.mark.parametrize("command", ["ReserveStock", "ChargePayment", "RequestShipment"])
+def test_each_command_the_saga_sends_is_a_command_with_exactly_one_handler(command: str) -> None:
+    import eda_lesson.shop.fulfilment as fulfilment
+    from eda_lesson import Command
+
+    command_type = getattr(fulfilment, command)
+    assert issubclass(command_type, Command)
+    shop = OrchestratedFulfilment(stock={"book": 1})
+    with pytest.raises(ValueError, match="already has its handler"):
+        shop.bus.register(command_type, lambda message: None)
+
+
+def test_the_compensations_are_commands_too_and_the_cancellation_is_the_shops_own() -> None:
+    from eda_lesson import Command
+    from eda_lesson.shop import commands, fulfilment
+
+    assert fulfilment.CancelOrder is commands.CancelOrder
+    assert issubclass(fulfilment.ReleaseStock, Command)
+
+
+def test_a_saga_command_with_no_participant_is_refused_not_lost() -> None:
+    from eda_lesson import EventBus, UnhandledCommandError
+    from eda_lesson.shop.fulfilment import FulfilmentProcess, ReserveStock
+
+    bus = EventBus()
+    process = FulfilmentProcess(OrchestratedFulfilment().store)
+    bus.register(OrderCreated, process.react)
+    result = bus.dispatch(OrderCreated("o-1", "c-7", 12.0, tuple(BOOK)))
+    (error,) = result.errors.values()
+    assert isinstance(error, UnhandledCommandError) and "ReserveStock" in str(error)
+    with pytest.raises(UnhandledCommandError):
+        bus.dispatch(ReserveStock("o-1", tuple(BOOK)))
+
+
+def test_participants_answer_with_events_in_the_same_cascade_and_return_nothing() -> None:
+    shop = OrchestratedFulfilment(stock={"book": 1})
+    result = shop.place_order("o-1", "c-7", BOOK, total=12.0)
+    assert "StockReserved" in event_names(result) and result.ok
+    commands = [call.name for call in result.calls if "Fulfilment." in call.name]
+    assert len(commands) == 3  # reserve, charge, ship: each answered without returning
+    assert not result.returns  # a command handler's return value is an answer: none here

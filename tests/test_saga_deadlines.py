@@ -217,8 +217,34 @@ def test_a_stalled_compensation_sent_again_by_a_person_moves_on_and_is_no_longer
         clock.advance(30)
         shop.check_deadlines()
     assert shop.saga("o-1").stalled and shop.warehouse.inventory.stock == {"book": 1}
+    # Each re-send reached the warehouse and failed: kept, not raised, so other sagas' sends go on
+    assert [(type(c).__name__, type(e).__name__) for c, e in shop.failed_sends] == [
+        ("ReleaseStock", "ConnectionError")
+    ] * 3
     shop.warehouse.release = release  # type: ignore[method-assign]
     shop.bus.dispatch(ReleaseStock("o-1", shop.saga("o-1").reason))
     saga = shop.saga("o-1")
     assert (saga.state, saga.stalled) == ("cancelled", "")
     assert shop.warehouse.inventory.stock == {"book": 2}
+
+
+def test_a_failing_resend_does_not_stop_the_next_sagas_resend() -> None:
+    clock = VirtualClock()
+    shop = OrchestratedFulfilment(stock={"book": 2}, clock=clock)
+    shop.payments.unanswered.update({"o-1", "o-2"})
+    shop.place_order("o-1", "c-7", BOOK, total=12.0)
+    shop.place_order("o-2", "c-8", BOOK, total=12.0)
+    charge = shop.payments.charge
+
+    def gateway_down_for_o1(order_id: str, amount: float) -> bool:
+        if order_id == "o-1":
+            raise ConnectionError("the gateway does not answer")
+        return charge(order_id, amount)
+
+    shop.payments.charge = gateway_down_for_o1  # type: ignore[method-assign]
+    shop.payments.unanswered.clear()
+    clock.advance(60)
+    sent = shop.check_deadlines()  # o-1's saga is the older one: its re-send fails first
+    assert [result.message.order_id for result in sent] == ["o-2"]  # type: ignore[attr-defined]
+    assert [command.order_id for command, _ in shop.failed_sends] == ["o-1"]  # type: ignore[attr-defined]
+    assert shop.saga("o-2").state == "shipped" and shop.saga("o-1").state == "awaiting payment"

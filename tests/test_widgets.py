@@ -334,6 +334,40 @@ def test_bad_prepared_events_are_refused_with_advice(
         DispatchExplorer(shop_bus[0], events)
 
 
+@pytest.mark.parametrize(
+    ("prepared", "kind"),
+    [
+        ("commands", "2 commands"),
+        ("both", "2 messages"),
+        ("events", "1 event"),
+    ],
+)
+def test_the_explorer_names_what_it_dispatches_commands_events_or_both(
+    prepared: str, kind: str
+) -> None:
+    from eda_lesson import Command
+
+    @dataclass(frozen=True)
+    class Pay(Command):
+        order_id: str
+
+    @dataclass(frozen=True)
+    class Cancel(Command):
+        order_id: str
+
+    bus = EventBus()
+    bus.register(Pay, lambda command: None)
+    bus.register(Cancel, lambda command: None)
+    choices: dict[str, list[object]] = {
+        "commands": [Pay("o-1"), Cancel("o-1")],
+        "both": [Pay("o-1"), OrderPaid("o-1", 42.0)],
+        "events": [OrderPaid("o-1", 42.0)],
+    }
+    explorer = DispatchExplorer(bus, choices[prepared])
+    assert repr(explorer).startswith(f"DispatchExplorer: {kind}, ")
+    assert explorer._choice.description == kind.split()[1].rstrip("s")
+
+
 def test_text_form_is_short_and_stable(explorer: DispatchExplorer) -> None:
     assert repr(explorer) == "DispatchExplorer: 3 events, 11 handlers, not dispatched yet"
     explorer.dispatch("paid")

@@ -398,20 +398,15 @@ class BaseBus:
     # ------------------------------------------------------------------ the steps of a cascade
 
     def _new_cascade(self, message: object) -> DispatchResult:
-        """The record of a dispatch of ``message`` about to start: its queue holds it."""
+        """The record of a dispatch of ``message`` about to start: its queue holds it. An
+        unhandled command is refused before anything runs, however often it was planned."""
         try:
             plan = self._plans[type(message)]
         except KeyError:
-            plan = self._first_plan(message)
-        return DispatchResult(message, plan)
-
-    def _first_plan(self, message: object) -> Plan:
-        """The plan for a dispatched message of a type not planned yet: checked, and an
-        unhandled command refused before anything runs."""
-        plan = self._plan_of(message)
+            plan = self._plan_of(message)
         if not plan and isinstance(message, Command):
             raise UnhandledCommandError("dispatched " + unhandled_command_text(message))
-        return plan
+        return DispatchResult(message, plan)
 
     def _plan_of(self, message: object) -> Plan:
         """The plan for ``message``'s type; a clear TypeError for what is not a message. The

@@ -40,6 +40,7 @@ from eda_lesson.patterns.saga import Deadline, StateMachine, Transition
 from eda_lesson.patterns.serialization import EventRegistry
 from eda_lesson.patterns.store import EventStore, InMemoryEventStore, SQLiteEventStore
 from eda_lesson.patterns.unit_of_work import UnitOfWork
+from eda_lesson.shop.commands import CancelOrder, OrderCommand
 from eda_lesson.shop.events import (
     LineItem,
     OrderCancelled,
@@ -111,21 +112,22 @@ class PaymentFailed(OrderEvent):
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class OrderCommand:
-    """A request to one participant, sent by the process manager. Commands are named in the
-    imperative (do this), events in the past tense (this happened)."""
-
-    order_id: str
+# The commands the process manager sends. Each is a Command (shop.commands.OrderCommand), so
+# the bus gives it exactly one handler and refuses to run it with none. CancelOrder is the
+# shop's own: the saga asks for the same cancellation a customer can ask for.
 
 
 @dataclass(frozen=True)
 class ReserveStock(OrderCommand):
+    """Ask the warehouse to set the order's items aside."""
+
     items: tuple[LineItem, ...] = ()
 
 
 @dataclass(frozen=True)
 class ChargePayment(OrderCommand):
+    """Ask the payment gateway to charge the customer."""
+
     amount: float = 0.0
 
 
@@ -137,11 +139,8 @@ class RequestShipment(OrderCommand):
 
 @dataclass(frozen=True)
 class ReleaseStock(OrderCommand):
-    reason: str = ""
+    """Ask the warehouse to put the order's items back (a compensation)."""
 
-
-@dataclass(frozen=True)
-class CancelOrder(OrderCommand):
     reason: str = ""
 
 
@@ -623,6 +622,8 @@ class OrchestratedFulfilment(_Fulfilment):
     ) -> None:
         super().__init__(stock, store=store, bus=bus)
         self.process = FulfilmentProcess(self.store, clock=clock)
+        self.failed_sends: list[tuple[object, Exception]] = []
+        """Commands re-sent on a deadline whose participant failed, with its error."""
         for trigger in FULFILMENT.triggers():
             self.bus.register(_TRIGGERS[trigger], self.process.react)
         self.bus.register(ReserveStock, self.reserve_stock)
@@ -640,20 +641,38 @@ class OrchestratedFulfilment(_Fulfilment):
 
     def check_deadlines(self) -> list[DispatchResult]:
         """Act on every saga whose answer is overdue (see
-        :meth:`FulfilmentProcess.check_deadlines`) and dispatch what that sends."""
-        return [self.bus.dispatch(message) for message in self.process.check_deadlines()]
+        :meth:`FulfilmentProcess.check_deadlines`) and send the commands that decides.
 
-    def reserve_stock(self, command: ReserveStock) -> OrderEvent:
-        return self.warehouse.reserve(command.order_id, command.items)
+        Returns the dispatches of the commands carried out. A command is sent on its own, so
+        the error of a participant that fails reaches this caller; here it means "no answer",
+        which the saga's next deadline deals with (it sends again or gives up). So it does not
+        stop the other sagas' commands: it is kept in :attr:`failed_sends` with its command.
+        """
+        sent = []
+        for command in self.process.check_deadlines():
+            try:
+                sent.append(self.bus.dispatch(command))
+            except Exception as error:  # the participant did not answer; the deadline will
+                self.failed_sends.append((command, error))
+        return sent
 
-    def charge_payment(self, command: ChargePayment) -> PaymentFailed | None:
-        return self._charge(command.order_id, command.amount)
+    # Each participant is a command's one handler. What a command handler returns is its
+    # answer to the caller, not a message, so the participants dispatch the events they
+    # answer with: inside a handler, that joins the running cascade.
+
+    def reserve_stock(self, command: ReserveStock) -> None:
+        self.bus.dispatch(self.warehouse.reserve(command.order_id, command.items))
+
+    def charge_payment(self, command: ChargePayment) -> None:
+        failed = self._charge(command.order_id, command.amount)
+        if failed is not None:
+            self.bus.dispatch(failed)
 
     def ship_order(self, command: RequestShipment) -> None:
         self._ship(command.order_id)
 
-    def release_stock(self, command: ReleaseStock) -> StockReleased:
-        return self.warehouse.release(command.order_id, command.reason)
+    def release_stock(self, command: ReleaseStock) -> None:
+        self.bus.dispatch(self.warehouse.release(command.order_id, command.reason))
 
     def cancel_order(self, command: CancelOrder) -> None:
         self._cancel(command.order_id, command.reason)
@@ -669,8 +688,8 @@ class OutboxFulfilment(OrchestratedFulfilment):
     and the saga records each command in its own stream (``record_commands``): a command
     is in the outbox the moment the saga's move is saved, in the same transaction, so no
     crash can leave a saga that believes it asked while nobody was asked. :meth:`deliver`
-    runs the relay, which hands each message to the bus (answers that participants return
-    are dispatched in the same cascade); a crash before delivery only delays it.
+    runs the relay, which hands each message to the bus (the events participants answer
+    with join that message's cascade); a crash before delivery only delays it.
     ``id_prefix`` names the outbox's messages (``"msg-"`` gives ``msg-1``, ``msg-2``, ...).
 
     >>> import tempfile, pathlib

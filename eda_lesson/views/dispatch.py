@@ -238,14 +238,22 @@ class DispatchExplorer(SteppingExplorer):
             "not dispatched yet" if self._result is None else f"step {self.step} of {self.steps}"
         )
         return (
-            f"DispatchExplorer: {plural(len(self.events), 'event')}, "
+            f"DispatchExplorer: {plural(len(self.events), self._kind)}, "
             f"{plural(len(self._switches), 'handler')}, {where}"
         )
+
+    @property
+    def _kind(self) -> str:
+        """What the explorer dispatches: 'event', 'command', or 'message' for a mix of both."""
+        commands = sum(isinstance(message, Command) for message in self.events.values())
+        if commands == 0:
+            return "event"
+        return "command" if commands == len(self.events) else "message"
 
     # -- building -----------------------------------------------------------------------------
 
     def _build_controls(self) -> None:
-        self._choice = widgets.Dropdown(options=list(self.events), description="event")
+        self._choice = widgets.Dropdown(options=list(self.events), description=self._kind)
         self._choice.observe(self._on_choice, "value")
         self._dispatch_button = widgets.Button(
             description="Dispatch", button_style="primary", tooltip="dispatch the chosen event"
