@@ -250,8 +250,11 @@ def test_the_compensations_are_commands_too_and_the_cancellation_is_the_shops_ow
     from eda_lesson import Command
     from eda_lesson.shop import commands, fulfilment
 
-    assert fulfilment.CancelOrder is commands.CancelOrder
     assert issubclass(fulfilment.ReleaseStock, Command)
+    shop = OrchestratedFulfilment(stock={})  # nothing in stock: the saga asks to cancel
+    result = shop.place_order("o-1", "c-7", BOOK, total=12.0)
+    cancels = [r.event for r in result.events if r.type_name == "CancelOrder"]
+    assert [type(c) for c in cancels] == [commands.CancelOrder]  # the shop's own command
 
 
 def test_a_saga_command_with_no_participant_is_refused_not_lost() -> None:

@@ -248,3 +248,52 @@ def test_a_failing_resend_does_not_stop_the_next_sagas_resend() -> None:
     assert [result.message.order_id for result in sent] == ["o-2"]  # type: ignore[attr-defined]
     assert [command.order_id for command, _ in shop.failed_sends] == ["o-1"]  # type: ignore[attr-defined]
     assert shop.saga("o-2").state == "shipped" and shop.saga("o-1").state == "awaiting payment"
+
+
+_ONE_STEP = (Transition("waiting", "Answered", "done"),)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Transition("a", "X", "b", sends=Deadline),
+            "write sends='Deadline', not the class",
+        ),
+        (lambda: Transition("a", OrchestratedFulfilment, "b"), "trigger takes .* name, a str"),
+        (lambda: Transition("a", "", "b"), "a non-empty str; got ''"),
+        (lambda: Transition("a", "X", "b", compensating="yes"), "compensating is True or False"),
+        (
+            lambda: StateMachine("m", "waiting", _ONE_STEP, {"waiting": Deadline(5)}),  # type: ignore[arg-type]
+            r"not a dict: write deadlines=\(\('waiting', Deadline\(...\)\),\)",
+        ),
+        (
+            lambda: StateMachine("m", "waiting", _ONE_STEP, ("waiting", Deadline(5))),  # type: ignore[arg-type]
+            "one bare pair: wrap it",
+        ),
+        (
+            lambda: StateMachine("m", "waiting", _ONE_STEP, (Deadline(5),)),  # type: ignore[arg-type]
+            r"each deadline is a \(state, Deadline\) pair",
+        ),
+        (
+            lambda: StateMachine("m", "waiting", ("waiting", "Answered", "done")),  # type: ignore[arg-type]
+            "transitions is a tuple of Transition",
+        ),
+    ],
+)
+def test_a_machine_built_the_wrong_shape_is_refused_naming_the_right_one(
+    build: object, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "30"])
+def test_a_deadline_is_a_finite_positive_number_of_seconds(seconds: object) -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Deadline(seconds)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retries is a whole number"):
+        Deadline(5, retries=True)
+    assert StateMachine("m", "waiting", _ONE_STEP, (("waiting", Deadline(5)),)).deadline(
+        "waiting"
+    ) == Deadline(5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from eda_lesson import EventBus
@@ -127,6 +129,36 @@ def test_leaving_the_block_without_commit_saves_nothing_and_drops_the_events() -
         order.pay(42.0)
     assert order.events == [] and list(uow.collect_new_events()) == []
     assert uow.table.rows["o-1"].status == "created"
+
+
+def test_a_commit_after_the_block_is_refused_before_anything_is_saved() -> None:
+    from eda_lesson.patterns.state_unit_of_work import BlockEndedError
+
+    uow = stored(Order.create("o-1", "c-7", 42.0))
+    commits = uow.commits
+    for ending in ("normally", "with an error"):
+        with contextlib.suppress(DomainError), uow:
+            order = uow.orders.load("o-1")
+            order.pay(42.0)
+            if ending == "with an error":
+                raise DomainError("the card was declined")
+        with pytest.raises(BlockEndedError, match=r"OrderUnitOfWork.commit\(\) after its with"):
+            uow.commit()  # would save the paid copy whose OrderPaid the block dropped
+        assert uow.table.rows["o-1"].status == "created" and uow.commits == commits
+        assert order.status == "paid" and list(uow.collect_new_events()) == []
+    with uow:  # a new block loads afresh, decides again, and commits
+        uow.orders.load("o-1").pay(42.0)
+        uow.commit()
+    assert uow.table.rows["o-1"].version == 2
+    assert list(uow.collect_new_events()) == [OrderPaid("o-1", 42.0)]
+
+
+def test_a_unit_of_work_used_without_a_block_still_commits() -> None:
+    uow = stored(Order.create("o-1", "c-7", 42.0))
+    fresh = OrderUnitOfWork(uow.table)
+    fresh.orders.load("o-1").pay(42.0)
+    fresh.commit()
+    assert uow.table.rows["o-1"].status == "paid"
 
 
 def test_a_second_unit_of_work_with_an_old_copy_is_refused_and_saves_nothing() -> None:

@@ -110,6 +110,19 @@ def test_leaving_without_commit_discards_the_recorded_events(store: EventStore) 
     assert str(uow.steps[-1]) == "discard: OrderCreated of order-o-1 (not committed)"
 
 
+def test_a_commit_after_the_block_discarded_the_changes_is_refused(store: EventStore) -> None:
+    from eda_lesson.patterns.state_unit_of_work import BlockEndedError
+
+    bus, heard = EventBus(), list[object]()
+    bus.register(OrderCreated, heard.append)
+    with UnitOfWork(store, bus) as uow:
+        order = Order.create("o-1", "c-7", 42.0)
+        uow.repository(Order).add(order)
+    with pytest.raises(BlockEndedError, match="Nothing was saved"):
+        uow.commit()  # before the fix: "committed", with nothing saved and nothing said
+    assert uow.status == "discarded" and store.stream_ids() == [] and heard == []
+
+
 def test_an_error_in_the_block_saves_nothing(store: EventStore) -> None:
     place(store, EventBus())
     with pytest.raises(DomainError), UnitOfWork(store, EventBus()) as uow:

@@ -18,6 +18,7 @@ process manager that owns the sagas checks their deadlines).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["Deadline", "StateMachine", "Transition"]
@@ -38,9 +39,29 @@ class Transition:
     compensating: bool = False
     """True for the steps that undo earlier ones."""
 
+    def __post_init__(self) -> None:
+        for field_name in ("source", "trigger", "target"):
+            _require_name(field_name, getattr(self, field_name), "a state's or event type's")
+        if self.sends != "":
+            _require_name("sends", self.sends, "the message type's")
+        if not isinstance(self.compensating, bool):
+            raise TypeError(f"compensating is True or False, got {self.compensating!r}")
+
     @property
     def label(self) -> str:
         return f"{self.trigger} / {self.sends}" if self.sends else self.trigger
+
+
+def _require_name(field_name: str, value: object, whose: str) -> None:
+    """A TypeError unless ``value`` is a non-empty str: the machine is data, names not classes."""
+    if isinstance(value, str) and value.strip():
+        return
+    if isinstance(value, type):
+        raise TypeError(
+            f"{field_name} takes {whose} name, a str: write {field_name}="
+            f"{value.__name__!r}, not the class {value.__name__}"
+        )
+    raise TypeError(f"{field_name} takes {whose} name, a non-empty str; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -56,10 +77,17 @@ class Deadline:
     for a step that cannot be undone automatically: the saga is flagged as stalled."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
-            raise ValueError(f"a deadline is a positive number of seconds, got {self.seconds!r}")
-        if not (isinstance(self.retries, int) and self.retries >= 0):
+        seconds = self.seconds
+        if isinstance(seconds, bool) or not (
+            isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0
+        ):
+            raise ValueError(f"a deadline is a positive number of seconds, got {seconds!r}")
+        if isinstance(self.retries, bool) or not (
+            isinstance(self.retries, int) and self.retries >= 0
+        ):
             raise ValueError(f"retries is a whole number from 0, got {self.retries!r}")
+        if self.gives_up_as != "":
+            _require_name("gives_up_as", self.gives_up_as, "a trigger's (an event type's)")
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,7 @@ class StateMachine:
     """``(state, deadline)`` pairs: the states that wait for an answer, and how long."""
 
     def __post_init__(self) -> None:
+        _check_shape(self.transitions, self.deadlines)
         states = self.states()
         for state, deadline in self.deadlines:
             if state not in states:
@@ -135,3 +164,42 @@ class StateMachine:
             f"StateMachine({self.name!r}: {len(self.states())} states, "
             f"{len(self.transitions)} transitions)"
         )
+
+
+_DEADLINES_SHAPE = 'deadlines=(("a state", Deadline(seconds, ...)), ...)'
+
+
+def _check_shape(transitions: object, deadlines: object) -> None:
+    """A TypeError naming the expected shape unless ``transitions`` is a tuple of
+    :class:`Transition` and ``deadlines`` a tuple of ``(state, Deadline)`` pairs."""
+    if not isinstance(transitions, (tuple, list)) or not all(
+        isinstance(t, Transition) for t in transitions
+    ):
+        raise TypeError(
+            "transitions is a tuple of Transition(source, trigger, target, ...); got "
+            f"{transitions!r}"
+        )
+    if isinstance(deadlines, dict):
+        example = next(iter(deadlines), "a state")
+        raise TypeError(
+            "deadlines is a tuple of (state, Deadline) pairs, not a dict: write "
+            f"deadlines=(({example!r}, Deadline(...)),)"
+        )
+    if (
+        isinstance(deadlines, tuple)
+        and len(deadlines) == 2
+        and isinstance(deadlines[0], str)
+        and isinstance(deadlines[1], Deadline)
+    ):
+        raise TypeError(
+            "deadlines is a tuple of pairs, and this is one bare pair: wrap it, "
+            f"deadlines=(({deadlines[0]!r}, Deadline(...)),) (mind the comma)"
+        )
+    if not isinstance(deadlines, (tuple, list)):
+        raise TypeError(f"deadlines is a tuple of (state, Deadline) pairs: {_DEADLINES_SHAPE}")
+    for entry in deadlines:
+        pair = isinstance(entry, (tuple, list)) and len(entry) == 2
+        if not (pair and isinstance(entry[0], str) and isinstance(entry[1], Deadline)):
+            raise TypeError(
+                f"each deadline is a (state, Deadline) pair, got {entry!r}: {_DEADLINES_SHAPE}"
+            )

@@ -6,7 +6,8 @@ aggregate and a repository that stores it (in memory, in SQLite, with an ORM); t
 repository subclasses :class:`TrackingRepository` so that it remembers every aggregate it
 handed out. A :class:`StateUnitOfWork` groups one handler's changes: ``commit()`` saves them
 and *then* takes the new events of every aggregate it saw; ``rollback()`` (also what leaving
-the ``with`` block does) drops them, since what was not saved did not happen.
+the ``with`` block does) drops them, since what was not saved did not happen, and a commit
+after the block is refused.
 
 The bus collects those committed events after every handler call, beside the messages the
 handler returned or dispatched::
@@ -32,7 +33,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-__all__ = ["RecordsEvents", "StateUnitOfWork", "TrackingRepository"]
+__all__ = ["BlockEndedError", "RecordsEvents", "StateUnitOfWork", "TrackingRepository"]
+
+
+class BlockEndedError(RuntimeError):
+    """``commit()`` after the unit of work's ``with`` block ended: leaving the block already
+    dropped the events of what it changed, so the commit would save a change nobody hears
+    of. Nothing is saved; commit inside the block, or start a new one."""
+
+
+def block_ended_text(unit_of_work: object) -> str:
+    """The message of a :class:`BlockEndedError` for ``unit_of_work``."""
+    return (
+        f"{type(unit_of_work).__name__}.commit() after its with block ended: leaving the block "
+        "already dropped the events of what it changed, so this commit would save the changes "
+        "without them. Nothing was saved. Commit inside the block, as its last line, or start a "
+        "new `with` block (which loads afresh) and decide again"
+    )
 
 
 class RecordsEvents(Protocol):
@@ -85,18 +102,25 @@ class StateUnitOfWork:
 
     Write ``_commit()`` and ``_rollback()`` for your storage, and keep each repository (a
     :class:`TrackingRepository`) in an attribute: ``self.products = ProductRepository()``.
-    Use it as ``with uow: ... uow.commit()``; leaving the block rolls back whatever was not
-    committed.
+    Use it as ``with uow: ... uow.commit()``. Leaving the block calls :meth:`rollback`:
+    nothing more is saved and the uncommitted events are dropped, but the aggregates in
+    memory keep their changed state; so a ``commit()`` after the block (before a new one
+    starts) is refused with :class:`BlockEndedError`, as it would save them without their
+    events. A subclass that overrides ``__enter__`` calls ``super().__enter__()``.
     """
 
     def __enter__(self) -> Self:
+        vars(self)["_block_ended"] = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.rollback()
+        vars(self)["_block_ended"] = True
 
     def commit(self) -> None:
         """Save the changes, then take the new events of every aggregate seen."""
+        if vars(self).get("_block_ended", False):
+            raise BlockEndedError(block_ended_text(self))
         self._commit()
         for aggregate in self._seen_aggregates():
             self._committed_events().extend(aggregate.events)

@@ -26,6 +26,7 @@ from eda_lesson.core.bus import EventBus, require_sync_bus
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.core.text import plural
 from eda_lesson.patterns.aggregate import Aggregate, DomainError
+from eda_lesson.patterns.state_unit_of_work import BlockEndedError, block_ended_text
 from eda_lesson.patterns.store import EventStore
 
 __all__ = [
@@ -143,7 +144,12 @@ class UnitOfWork:
     def commit(self) -> list[DispatchResult]:
         """Save the changed aggregate's pending events, then dispatch them; return the
         dispatch results. A :class:`~eda_lesson.patterns.store.ConcurrencyError` from the save
-        propagates, and then nothing is published."""
+        propagates, and then nothing is published. After the ``with`` block discarded the
+        changes a commit is refused with
+        :class:`~eda_lesson.patterns.state_unit_of_work.BlockEndedError`: it would save
+        nothing while the aggregates in memory still look changed."""
+        if self.status == "discarded":
+            raise BlockEndedError(block_ended_text(self))
         changed = self._changed()
         if not changed:
             self.status = "committed"

@@ -55,7 +55,6 @@ from eda_lesson.shop.services import Inventory, OutOfStockError, Shipping
 
 __all__ = [
     "FULFILMENT",
-    "CancelOrder",
     "ChargePayment",
     "ChoreographedFulfilment",
     "FulfilmentAdvanced",
@@ -65,7 +64,6 @@ __all__ = [
     "FulfilmentStalled",
     "FulfilmentStarted",
     "OrchestratedFulfilment",
-    "OrderCommand",
     "OutboxFulfilment",
     "PaymentDeclinedError",
     "PaymentFailed",

@@ -320,7 +320,7 @@ class OrderUnitOfWork(StateUnitOfWork):
 
     def __enter__(self) -> Self:
         self.orders = OrderRepository(self.table)
-        return self
+        return super().__enter__()
 
     def _commit(self) -> None:
         changed = [order for order in self.orders.seen if self._changed(order)]

@@ -35,6 +35,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from eda_lesson.core.messages import Command
 from eda_lesson.core.result import DispatchResult, EventRecord, HandlerCall
 from eda_lesson.core.text import plural
 from eda_lesson.patterns.saga import StateMachine, Transition
@@ -44,7 +45,6 @@ from eda_lesson.shop.fulfilment import (
     ChoreographedFulfilment,
     FulfilmentProcess,
     OrchestratedFulfilment,
-    OrderCommand,
     StockReleased,
     StockReserved,
 )
@@ -612,7 +612,7 @@ def _is_manager(call: HandlerCall) -> bool:
 def _is_command(result: DispatchResult, record: EventRecord) -> bool:
     """A command is a request: a command type, or whatever a process manager sends (a
     manager that sent an event as its request would still be drawn asking)."""
-    if isinstance(record.event, OrderCommand):
+    if isinstance(record.event, Command):
         return True
     return record.caused_by is not None and _is_manager(result.calls[record.caused_by - 1])
 
