@@ -3,6 +3,9 @@ plausible wrong answers, each with a message of its own, and passes on the publi
 
 from __future__ import annotations
 
+import functools
+import re
+
 from feedback import correct, not_yet
 
 from eda_lesson import EventBus
@@ -68,6 +71,95 @@ def test_ex1_a_name_that_forgets_the_refund_is_refused() -> None:
 def test_ex1_not_a_class_name_is_refused() -> None:
     not_yet(check.ex1(KINDS, "refund the order"), "class name")
     not_yet(check.ex1(["ReserveStock"], "RefundOrder"), "dict of name")  # type: ignore[arg-type]
+
+
+ANY_VERB = (
+    "RequestRefund",
+    "DoRefund",
+    "IssueRefund",
+    "RefundOrder",
+    "GrantRefund",
+    "GiveRefund",
+    "MakeRefund",
+    "ProcessRefund",
+    "ApproveRefund",
+    "IssueFullRefund",
+    "RefundCustomer",
+    "ReimburseCustomer",
+    "RepayCustomer",
+    "PayBack",
+    "ReturnPayment",
+    "ProceedWithRefund",
+    "BringRefund",
+    "MarkOrderRefunded",
+    "Refund",  # a verb on its own, like Cosmic Python's Allocate
+)
+
+
+def test_ex1_any_verb_in_the_imperative_passes_not_only_a_listed_one() -> None:
+    for name in ANY_VERB:
+        correct(check.ex1(KINDS, name))
+
+
+def test_ex1_a_name_written_otherwise_than_capwords_is_refused_for_its_form() -> None:
+    not_yet(check.ex1(KINDS, "refundOrder"), "small first letter", "CapWords")
+    not_yet(check.ex1(KINDS, "refund_order"), "snake_case", "CapWords", "without underscores")
+    not_yet(check.ex1(KINDS, "Refund_Order"), "without underscores (CapWords)")
+    not_yet(check.ex1(KINDS, "REFUNDORDER"), "capitals", "constants")
+    for name in ("refundOrder", "refund_order", "Refund_Order", "REFUNDORDER"):
+        assert "a refund" not in check.ex1(KINDS, name).message  # the refund is there
+
+
+def test_ex1_other_suffixes_that_say_what_it_is_are_refused() -> None:
+    not_yet(check.ex1(KINDS, "RefundRequest"), "drop the suffix Request")
+    not_yet(check.ex1(KINDS, "RefundOrderMessage"), "drop the suffix Message")
+
+
+def test_ex1_a_past_participle_is_refused_first_last_or_irregular() -> None:
+    not_yet(check.ex1(KINDS, "RefundIssued"), "past tense (Issued)")
+    not_yet(check.ex1(KINDS, "RefundPaid"), "past tense (Paid)")
+
+
+def test_ex1_an_ing_form_is_refused() -> None:
+    not_yet(check.ex1(KINDS, "RefundingOrder"), "Refunding, an -ing form")
+    not_yet(check.ex1(KINDS, "IssuingRefund"), "Issuing, an -ing form")
+
+
+def test_ex1_a_statement_in_the_third_person_is_refused() -> None:
+    not_yet(check.ex1(KINDS, "RefundsOrder"), "ending in -s", "plain form")
+
+
+def test_ex1_a_modal_or_a_please_is_refused() -> None:
+    not_yet(check.ex1(KINDS, "ShouldRefundOrder"), "starts with Should", "asks whether")
+    not_yet(check.ex1(KINDS, "PleaseRefundOrder"), "drop the Please")
+
+
+def test_ex1_an_adjective_or_article_before_the_refund_reads_as_a_noun() -> None:
+    for name in ("FullRefund", "TheRefund", "CustomerRefund", "PaymentRefund"):
+        not_yet(check.ex1(KINDS, name), "reads as a noun", "starts with a verb")
+
+
+def test_ex1_returning_the_order_is_told_apart_from_a_refund() -> None:
+    not_yet(check.ex1(KINDS, "ReturnOrder"), "goods coming back", "a refund")
+
+
+def test_ex1_no_hint_hands_over_a_name_the_check_accepts() -> None:
+    wrong = (
+        "OrderRefunded",
+        "refundOrder",
+        "Refund_Order",
+        "RefundOrderCommand",
+        "RefundedOrder",
+        "OrderRefund",
+        "RefundingOrder",
+        "CancelOrder",
+        "ReturnOrder",
+    )
+    for name in wrong:
+        hint = check.ex1(KINDS, name).hint
+        for word in re.findall(r"[A-Z][a-z]+(?:[A-Z][a-z]+)+", hint):
+            assert not check.ex1(KINDS, word).passed, f"the hint for {name} gives {word} away"
+        assert "Refund" not in hint, hint
 
 
 # ---------------------------------------------------------------------- exercise 2
@@ -187,6 +279,55 @@ def test_ex2_not_returning_the_bus_is_caught() -> None:
     not_yet(check.ex2(forgets), "return the EventBus")
 
 
+def test_ex2_a_closure_over_the_inventory_is_refused_for_not_being_injected() -> None:
+    def closing_over(inventory: Inventory) -> EventBus:
+        def place(command: PlaceOrder) -> str:
+            inventory.reserve(command.order_id, command.items)
+            return command.order_id
+
+        bus = EventBus()
+        bus.register(PlaceOrder, place)
+        return bus
+
+    not_yet(
+        check.ex2(closing_over),
+        "the bus gives",
+        "nothing",
+        "closure",
+        "pass the dependency by name",
+        "a handler parameter inventory",
+        "EventBus(dependencies=...)",
+    )
+
+
+def test_ex2_a_partial_or_a_default_argument_is_refused_the_same_way() -> None:
+    def with_partial(inventory: Inventory) -> EventBus:
+        bus = EventBus()
+        bus.register(PlaceOrder, functools.partial(place_order, inventory=inventory))
+        return bus
+
+    def with_default(inventory: Inventory) -> EventBus:
+        def place(command: PlaceOrder, stock: Inventory = inventory) -> str:
+            stock.reserve(command.order_id, command.items)
+            return command.order_id
+
+        bus = EventBus()
+        bus.register(PlaceOrder, place)
+        return bus
+
+    for bootstrapping in (with_partial, with_default):
+        not_yet(check.ex2(bootstrapping), "nothing", "pass the dependency by name")
+
+
+def test_ex2_a_dependency_that_is_not_the_inventory_is_named() -> None:
+    def stock_only(inventory: Inventory) -> EventBus:
+        bus = EventBus(dependencies={"inventory": inventory.stock})
+        bus.register(PlaceOrder, place_order)
+        return bus
+
+    not_yet(check.ex2(stock_only), "inventory={'book': 3", "but no Inventory")
+
+
 # ---------------------------------------------------------------------- exercise 3
 
 CANCELLABLE = ("created", "paid")
@@ -289,6 +430,106 @@ def test_ex3_a_dependency_named_otherwise_shows_the_bus_fix() -> None:
     not_yet(check.ex3(misnamed), "misnamed failed", "needs 'book'")
 
 
+def test_ex3_cancelling_an_already_cancelled_order_again_is_refused() -> None:
+    def shipped_or_unknown(command: CancelOrder, orders: OrderBook) -> None:
+        if orders.status.get(command.order_id) in ("shipped", None):
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+
+    not_yet(
+        check.ex3(shipped_or_unknown),
+        "o-4 is already cancelled",
+        "changed nothing and said nothing",
+        "did not raise",
+    )
+
+
+def test_ex3_a_list_of_forbidden_statuses_misses_the_ones_it_does_not_name() -> None:
+    def forbidden(command: CancelOrder, orders: OrderBook) -> None:
+        if orders.status.get(command.order_id) in ("shipped", "cancelled", None):
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+
+    not_yet(
+        check.ex3(forbidden),
+        "o-5 is 'delivered'",
+        "orders.status['o-5'] went from 'delivered' to 'cancelled'",
+        "statuses that may be cancelled",
+    )
+
+
+def test_ex3_an_answer_instead_of_a_refusal_for_a_cancelled_order_is_named() -> None:
+    def answers(command: CancelOrder, orders: OrderBook) -> str | None:
+        status = orders.status.get(command.order_id)
+        if status == "cancelled":
+            return "already cancelled"
+        if status not in CANCELLABLE:
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+        return None
+
+    not_yet(check.ex3(answers), "o-4 is already cancelled", "returned 'already cancelled'")
+
+
+def test_ex3_changing_another_field_on_a_refusal_is_caught() -> None:
+    def forgets_customer(command: CancelOrder, orders: OrderBook) -> None:
+        if orders.status.get(command.order_id) not in CANCELLABLE:
+            orders.customer.pop(command.order_id, None)
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+
+    def zeroes_total(command: CancelOrder, orders: OrderBook) -> None:
+        if orders.status.get(command.order_id) not in CANCELLABLE:
+            orders.total[command.order_id] = 0.0
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+
+    not_yet(
+        check.ex3(forgets_customer),
+        "refused o-2, but only after changing",
+        "orders.customer['o-2'] removed (it was 'c-2')",
+    )
+    not_yet(
+        check.ex3(zeroes_total), "only after changing", "orders.total['o-2'] went from 20.0 to 0.0"
+    )
+
+
+def test_ex3_cancelling_changes_only_the_status() -> None:
+    def forgets_customer(command: CancelOrder, orders: OrderBook) -> None:
+        if orders.status.get(command.order_id) not in CANCELLABLE:
+            raise ValueError(f"order {command.order_id} cannot be cancelled")
+        orders.status[command.order_id] = "cancelled"
+        del orders.customer[command.order_id]
+
+    not_yet(
+        check.ex3(forgets_customer),
+        "cancelling o-1 should change only its status",
+        "orders.customer['o-1'] removed",
+    )
+
+
+def test_ex3_removing_the_status_is_said_as_what_the_handler_did() -> None:
+    def deletes(command: CancelOrder, orders: OrderBook) -> None:
+        del orders.status[command.order_id]
+
+    feedback = check.ex3(deletes)
+    not_yet(feedback, "has no status for o-1", "removed the order's entry")
+    assert "running your code raised" not in feedback.message
+
+
+def test_ex3_replacing_a_whole_table_is_said_as_what_the_handler_did() -> None:
+    def replaces(command: CancelOrder, orders: OrderBook) -> None:
+        orders.status = {command.order_id: "cancelled"}
+
+    def breaks(command: CancelOrder, orders: OrderBook) -> None:
+        orders.status = "cancelled"  # type: ignore[assignment]
+
+    not_yet(check.ex3(replaces), "orders.status['o-3'] removed", "changed")
+    feedback = check.ex3(breaks)
+    not_yet(feedback, "orders.status is 'cancelled' (a str)", "replaced the whole table")
+    assert "running your code raised" not in feedback.message
+
+
 # ---------------------------------------------------------------------- exercise 4
 
 
@@ -382,3 +623,76 @@ def test_ex4_wrapping_the_declined_card_in_another_error_is_caught() -> None:
         return command.order_id
 
     not_yet(check.ex4(wraps), "the caller got RuntimeError")
+
+
+def test_ex4_undoing_the_reservation_with_release_passes_too() -> None:
+    def reserve_first(command: PlaceOrder, inventory: Inventory, cards: Cards) -> str:
+        inventory.reserve(command.order_id, command.items)
+        try:
+            cards.hold(command.order_id, command.customer_id, command.total)
+        except check.PaymentDeclinedError:
+            inventory.release(command.order_id)
+            raise
+        return command.order_id
+
+    correct(check.ex4(reserve_first))
+
+
+def test_ex4_raising_the_caught_error_by_name_keeps_it_and_passes() -> None:
+    def by_name(command: PlaceOrder, inventory: Inventory, cards: Cards) -> str:
+        cards.hold(command.order_id, command.customer_id, command.total)
+        try:
+            inventory.reserve(command.order_id, command.items)
+        except OutOfStockError as error:
+            cards.release(command.order_id)
+            raise error from None
+        return command.order_id
+
+    correct(check.ex4(by_name))
+
+
+def test_ex4_a_new_error_in_place_of_the_original_is_refused() -> None:
+    def replaces(command: PlaceOrder, inventory: Inventory, cards: Cards) -> str:
+        cards.hold(command.order_id, command.customer_id, command.total)
+        try:
+            inventory.reserve(command.order_id, command.items)
+        except OutOfStockError:
+            cards.release(command.order_id)
+            raise ValueError("out of stock") from None
+        return command.order_id
+
+    not_yet(
+        check.ex4(replaces),
+        "the service raised OutOfStockError: order o-3 wants 3 x book, only 2 left",
+        "the caller got ValueError: out of stock, a new error in its place",
+        "the original error",
+        "traceback",
+    )
+
+
+def test_ex4_a_copy_of_the_error_of_the_same_type_is_still_a_new_error() -> None:
+    def copies(command: PlaceOrder, inventory: Inventory, cards: Cards) -> str:
+        try:
+            cards.hold(command.order_id, command.customer_id, command.total)
+        except check.PaymentDeclinedError as error:
+            raise check.PaymentDeclinedError(str(error)) from None
+        inventory.reserve(command.order_id, command.items)
+        return command.order_id
+
+    not_yet(check.ex4(copies), "c-broke declined", "a new error in its place")
+
+
+def test_ex4_refusing_before_the_service_with_another_type_is_named() -> None:
+    def own_value_error(command: PlaceOrder, inventory: Inventory, cards: Cards) -> str:
+        for item in command.items:
+            if inventory.stock.get(item.sku, 0) < item.quantity:
+                raise ValueError(f"{command.order_id}: not enough {item.sku}")
+        cards.hold(command.order_id, command.customer_id, command.total)
+        inventory.reserve(command.order_id, command.items)
+        return command.order_id
+
+    not_yet(
+        check.ex4(own_value_error),
+        "the caller got ValueError: o-3: not enough book",
+        "the service refuses this with OutOfStockError",
+    )

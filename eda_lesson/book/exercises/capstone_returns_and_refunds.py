@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eda_lesson.book.exercises import exercise, expect
+from eda_lesson.book.exercises import RequirementNotMetError, exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.messages import Command
@@ -38,7 +40,13 @@ from eda_lesson.core.result import DispatchResult, describe_value
 from eda_lesson.core.text import plural
 from eda_lesson.patterns.aggregate import Aggregate, DomainError
 from eda_lesson.patterns.event_methods import applies
-from eda_lesson.patterns.outbox import BusPublisher, Outbox, OutboxUnitOfWork, Relay
+from eda_lesson.patterns.outbox import (
+    BusPublisher,
+    Outbox,
+    OutboxUnitOfWork,
+    Relay,
+    SimulatedCrash,
+)
 from eda_lesson.patterns.projections import Projection
 from eda_lesson.patterns.saga import Deadline, StateMachine, Transition
 from eda_lesson.patterns.serialization import EventRegistry
@@ -548,11 +556,15 @@ class RefundGateway:
 
 @dataclass
 class SupportDesk:
-    """People who look at returns the process could not finish."""
+    """People who look at returns the process could not finish. While ``offline`` is set,
+    a notification fails with ConnectionError (their system is down) and files nothing."""
 
     tickets: list[tuple[str, str]] = field(default_factory=list)
+    offline: bool = False
 
     def notify(self, command: NotifySupport) -> None:
+        if self.offline:
+            raise ConnectionError(f"the support desk is offline: no ticket for {command.order_id}")
         self.tickets.append((command.order_id, command.reason))
 
     def __repr__(self) -> str:
@@ -718,6 +730,40 @@ def _quietly(function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
 
 
+_PACKAGE = str(Path(__file__).resolve().parents[2])
+_STANDARD_LIBRARY = str(Path(contextlib.__file__).resolve().parent)
+
+
+def _raised_in(error: BaseException) -> str:
+    """`` (in name)``: the innermost function of the learner's code the traceback passes
+    through (neither this package nor the standard library), or "" if none is found."""
+    frames = traceback.extract_tb(error.__traceback__)
+    theirs = [
+        frame.name
+        for frame in frames
+        if not str(Path(frame.filename).resolve()).startswith((_PACKAGE, _STANDARD_LIBRARY))
+        and not frame.filename.startswith("<")
+    ]
+    return f" (in {theirs[-1]})" if theirs and theirs[-1] != "<module>" else ""
+
+
+def _yours(call: str, function: Callable[..., Any], *args: Any, hint: str) -> Any:
+    """Run a piece of the learner's code: what it raises becomes feedback that names the
+    call the check made, the error, and where to fix it (the exercise cell only defined the
+    code, so the error shows up in the check's cell)."""
+    try:
+        return _quietly(function, *args)
+    except RequirementNotMetError:
+        raise
+    except Exception as error:
+        raise RequirementNotMetError(
+            f"{call} raised {type(error).__name__}: {error}{_raised_in(error)}. Your "
+            "exercise cell only defined that code; the check ran it, so the error shows "
+            "here: fix it, run your exercise cell again, then this check",
+            hint,
+        ) from error
+
+
 @contextlib.contextmanager
 def _folder() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="capstone-") as name:
@@ -781,18 +827,38 @@ def ex1(command_type: object, handler: object) -> str:
         f"pass your handler second, got {describe_value(handler)}",
         "check.ex1(RequestReturn, request_return)",
     )
+    name = command_type.__name__
     with _folder() as folder:
         clock = VirtualClock()
-        desk = ReturnsDesk(
-            folder / "returns.db",
-            clock=clock,
-            outbox=False,
-            command_type=command_type,
-            handler=handler,  # type: ignore[arg-type]
+        desk = _yours(
+            f"registering your handler for {name} on the desk's bus (it provides desk)",
+            functools.partial(
+                ReturnsDesk,
+                folder / "returns.db",
+                clock=clock,
+                outbox=False,
+                command_type=command_type,
+                handler=handler,  # type: ignore[arg-type]
+            ),
+            hint="name the handler's parameters command and desk: the bus passes the desk "
+            "in by the parameter's name",
         )
         desk.place_and_ship("o-1", "c-7", 30.0)
         clock.advance(3 * DAY)
-        _quietly(desk.bus.dispatch, command_type("o-1", "too small"))
+        asking = _yours(
+            f"building {name}('o-1', 'too small')",
+            command_type,
+            "o-1",
+            "too small",
+            hint="a frozen dataclass with the fields order_id and reason, nothing more",
+        )
+        _yours(
+            f"dispatching {name}('o-1', 'too small') to your handler",
+            desk.bus.dispatch,
+            asking,
+            hint="inside `with desk.purchase(command.order_id) as purchase:` call "
+            "purchase.request_return(command.reason, desk.clock.now())",
+        )
         asked = [
             e for e in _events_in(desk.store, "purchase-o-1") if isinstance(e, ReturnRequested)
         ]
@@ -824,6 +890,13 @@ def ex1(command_type: object, handler: object) -> str:
             _quietly(desk.bus.dispatch, command_type("o-1", "again"))
         except DomainError:
             refused = True
+        except Exception as error:
+            raise RequirementNotMetError(
+                f"asking a second return for o-1 raised {type(error).__name__}: {error}"
+                f"{_raised_in(error)}; the purchase refused with a DomainError, and the "
+                "caller should hear that refusal as itself",
+                "do not catch or translate the DomainError in the handler: let it pass",
+            ) from error
         expect(
             refused,
             "asking a second return for o-1 reached the caller as a success; the purchase "
@@ -837,19 +910,33 @@ def ex1(command_type: object, handler: object) -> str:
 
 _RULE_CASES: list[tuple[str, str, bool, str]] = [
     # (story, what happened, allowed, message when the answer disagrees)
-    ("day 3 after shipping", "shipped", True, "a shipped order asked 3 days later was refused"),
+    (
+        "day 3 after shipping",
+        "shipped",
+        True,
+        "a shipped order asked 3 days later was refused (now and shipped_at are seconds on "
+        "the desk's clock; a day is DAY = 86400 s)",
+    ),
     (
         "exactly 30 days after shipping",
         "shipped+30",
         True,
-        "an order asked exactly 30 days after shipping was refused; 'within 30 days' "
-        "includes day 30",
+        "an order asked exactly 30 days after shipping was refused; the window includes its "
+        "last second, RETURN_DAYS * DAY seconds after shipped_at",
     ),
     (
         "31 days after shipping",
         "shipped+31",
         False,
         "an order asked 31 days after shipping was accepted; the window is 30 days",
+    ),
+    (
+        "30.5 days after shipping",
+        "shipped+30.5",
+        False,
+        "an order asked 30.5 days after shipping was accepted; the window ends exactly "
+        "RETURN_DAYS * DAY seconds after shipped_at, so half a day past day 30 is late "
+        "(compare seconds, not whole days)",
     ),
     (
         "an order that never shipped",
@@ -871,6 +958,8 @@ _RULE_CASES: list[tuple[str, str, bool, str]] = [
     ),
 ]
 
+_DAYS_AFTER_SHIPPING = {"shipped+30": 30.0, "shipped+30.5": 30.5, "shipped+31": 31.0}
+
 
 def _purchase_for(purchase_type: type[Purchase], story: str) -> tuple[Purchase, float]:
     purchase = purchase_type.place("o-1", "c-7", 30.0)
@@ -881,9 +970,36 @@ def _purchase_for(purchase_type: type[Purchase], story: str) -> tuple[Purchase, 
         purchase.record(ReturnRequested("o-1", "c-7", "first", DAY))
     if story == "received":
         purchase.receive()
-    days = {"shipped+30": RETURN_DAYS, "shipped+31": RETURN_DAYS + 1}.get(story, 3)
+    days = _DAYS_AFTER_SHIPPING.get(story, 3.0)
     purchase.collect_pending()
     return purchase, days * DAY
+
+
+def _asks_for_a_return(purchase: Purchase, story: str, now: float, allowed: bool) -> bool:
+    """Whether ``purchase`` refused the request (with a DomainError); any other error
+    becomes feedback saying which request raised it."""
+    try:
+        _quietly(purchase.request_return, "too small", now)
+    except DomainError:
+        return True
+    except Exception as error:
+        message = (
+            f"for {story}, request_return('too small', {now:.0f}) raised "
+            f"{type(error).__name__}: {error}{_raised_in(error)}"
+        )
+        if allowed:
+            raise RequirementNotMetError(
+                f"{message}; this request should be let through. Your exercise cell only "
+                "defined the class; the check ran it, so the error shows here",
+                "when every rule holds, record ReturnRequested and raise nothing",
+            ) from error
+        raise RequirementNotMetError(
+            f"{message}; a refused rule raises DomainError (from "
+            "eda_lesson.patterns.aggregate), the series' error for a broken rule: the bus "
+            'hands it back to whoever asked as a "no", where any other error reads as a bug',
+            "raise DomainError(...) for each broken rule",
+        ) from error
+    return False
 
 
 @exercise("Exercise 2: the rule lives in the aggregate")
@@ -903,16 +1019,15 @@ def ex2(purchase_type: object) -> str:
         "def request_return(self, reason, now): inside the class",
     )
     for story, kind, allowed, wrong in _RULE_CASES:
-        purchase, now = _purchase_for(purchase_type, kind)
+        purchase, now = _yours(
+            f"setting up a purchase ({story}: place, ship, ...) with {purchase_type.__name__}",
+            _purchase_for,
+            purchase_type,
+            kind,
+            hint="change only request_return; Purchase's other methods are given",
+        )
         before = purchase.version
-        try:
-            _quietly(purchase.request_return, "too small", now)
-        except DomainError:
-            refused = True
-        except NotImplementedError:
-            raise
-        else:
-            refused = False
+        refused = _asks_for_a_return(purchase, story, now, allowed)
         if allowed:
             expect(not refused, f"{wrong}", "compare now - self.shipped_at with RETURN_DAYS * DAY")
             expect(
@@ -943,6 +1058,30 @@ def ex2(purchase_type: object) -> str:
 # ---------------------------------------------------------------------- exercise 3
 
 
+_FIELD_TYPES: dict[str, tuple[type, str]] = {
+    "order_id": (str, "a str such as 'o-1'"),
+    "amount": (float, "a float amount such as 30.0 (what the gateway pays back)"),
+    "reason": (str, "a str such as 'the card was closed'"),
+}
+
+
+def _expect_plain_field_types(name: str, cls: type) -> None:
+    """Each field declared with the type the desk sends: ``amount: float``, the rest str
+    (an annotation may be the type or, under ``from __future__ import annotations``, its
+    name)."""
+    for declared in dataclasses.fields(cls):
+        wanted, sent = _FIELD_TYPES[declared.name]
+        if declared.type in (wanted, wanted.__name__):
+            continue
+        shown = getattr(declared.type, "__name__", None) or str(declared.type)
+        expect(
+            False,
+            f"{name}.{declared.name} is declared {shown}, but the check, like the desk, sends "
+            f"{sent}; the store keeps a field as the type it is declared",
+            f"declare {declared.name}: {wanted.__name__}",
+        )
+
+
 @exercise("Exercise 3: events in the past tense")
 def ex3(received: object, issued: object, failed: object) -> str:
     """Three frozen dataclass events: ReturnReceived(order_id, amount), RefundIssued(order_id,
@@ -952,6 +1091,7 @@ def ex3(received: object, issued: object, failed: object) -> str:
         ("RefundIssued", issued, ["order_id", "amount"]),
         ("RefundFailed", failed, ["order_id", "reason"]),
     ]
+    names = [name for name, _, _ in wanted]
     for name, cls, fields in wanted:
         expect(
             isinstance(cls, type),
@@ -961,10 +1101,16 @@ def ex3(received: object, issued: object, failed: object) -> str:
         )
         assert isinstance(cls, type)
         expect(
+            cls.__name__ == name or cls.__name__ not in names,
+            f"you passed {cls.__name__} where {name} goes; the check takes the three classes "
+            "in the order the statement lists them",
+            "pass the classes in this order: ReturnReceived, RefundIssued, RefundFailed",
+        )
+        expect(
             cls.__name__ == name,
             f"the class given for {name} is called {cls.__name__}; the saga's state machine "
-            f"moves on the event names, so it must be called {name}",
-            "pass the classes in this order: ReturnReceived, RefundIssued, RefundFailed",
+            f"moves on the event names, so it must be called exactly {name}",
+            f"rename {cls.__name__} to {name}, and keep its fields",
         )
         expect(
             not issubclass(cls, Command),
@@ -981,11 +1127,31 @@ def ex3(received: object, issued: object, failed: object) -> str:
             f"{name} has the fields {_fields(cls)}; it should carry {fields}",
             f"{name}: " + ", ".join(fields),
         )
+        _expect_plain_field_types(name, cls)
     assert isinstance(received, type) and isinstance(issued, type) and isinstance(failed, type)
-    registry = EventRegistry.of(received, issued, failed)
-    samples = [received("o-1", 30.0), issued("o-1", 30.0), failed("o-2", "the card was closed")]
+    registry = _yours(
+        "registering your three classes in an EventRegistry (as the store does)",
+        EventRegistry.of,
+        received,
+        issued,
+        failed,
+        hint="three plain frozen dataclasses, each with its own name",
+    )
+    samples = [
+        _yours(f"building {cls.__name__}{args!r}", cls, *args, hint="keep the dataclass plain")
+        for cls, args in (
+            (received, ("o-1", 30.0)),
+            (issued, ("o-1", 30.0)),
+            (failed, ("o-2", "the card was closed")),
+        )
+    ]
     for sample in samples:
-        copy = registry.from_json(*registry.to_json(sample))
+        copy = _yours(
+            f"writing {sample} as JSON and reading it back (as the store does)",
+            lambda sample: registry.from_json(*registry.to_json(sample)),
+            sample,
+            hint="keep the fields to plain values: order_id: str, amount: float, reason: str",
+        )
         expect(
             copy == sample,
             f"{sample} came back from the store as {copy}",
@@ -1015,6 +1181,76 @@ def _story(desk: ReturnsDesk, clock: VirtualClock) -> None:
     desk.deliver()
 
 
+def _open_of(projection: Projection) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in getattr(projection, "open", {}).items()}
+
+
+def _catch_up(projection: Projection, store: EventStore, what: str, rebuild: bool = False) -> None:
+    """``projection.catch_up`` (or ``rebuild``); an error becomes feedback naming the event
+    the learner's method failed on (catch_up stops at the event before it)."""
+    try:
+        _quietly(projection.rebuild if rebuild else projection.catch_up, store)
+    except Exception as error:
+        failed_on = next(iter(store.read_all(projection.position)), None)
+        on = f" on {failed_on.event}" if failed_on is not None else ""
+        raise RequirementNotMetError(
+            f"{what}, your read model raised {type(error).__name__}: {error}"
+            f"{_raised_in(error)}{on}. Your exercise cell only defined the class; the check "
+            "ran it, so the error shows here",
+            "a read model's method must not fail: it runs on every event of the store, "
+            "again at each rebuild",
+        ) from error
+
+
+def _expect_the_desks_class(
+    projection_type: type[Projection], works: bool, event_type: type, to: str
+) -> None:
+    """If a return is never ``to`` (opened, closed) because the read model marked its
+    method for another class of ``event_type``'s name (the learner's own, after exercise 3)
+    instead of ``event_type``, say so."""
+    methods = projection_type._methods.event_types()
+    covered = any(issubclass(event_type, marked) for marked in methods)
+    namesakes = [m for m in methods if m.__name__ == event_type.__name__ and m is not event_type]
+    name = event_type.__name__
+    expect(
+        works or covered or not namesakes,
+        f"your read model marks a method for a class called {name}, but not the desk's: the "
+        f"store holds check.{name} (this chapter's reference events), so that method never "
+        f"runs and no return is ever {to} (after exercise 3, {name} in the notebook names "
+        "your own class)",
+        f"mark the method @applies(check.{name})",
+    )
+
+
+def _expect_a_repeat_changes_nothing(
+    projection: Projection, store: EventStore, wanted: dict[str, list[str]]
+) -> None:
+    """A second RefundIssued for o-1 (its customer still has o-2 open) and for o-4 (its
+    customer has nothing open any more): delivery is at least once, so the read model must
+    take a repeat in its stride."""
+    for order_id, amount in (("o-1", 30.0), ("o-4", 5.0)):
+        stream_id = f"refund-{order_id}"
+        store.append(stream_id, [RefundIssued(order_id, amount)], store.version(stream_id))
+    try:
+        _quietly(projection.catch_up, store)
+    except Exception as error:
+        failed_on = next(iter(store.read_all(projection.position)), None)
+        on = f"{failed_on.event}" if failed_on is not None else "a repeated RefundIssued"
+        raise RequirementNotMetError(
+            f"a second {on} (the relay delivers at least once, so an answer can come "
+            f"twice) made your read model raise {type(error).__name__}: {error}"
+            f"{_raised_in(error)}; a repeated RefundIssued must change nothing",
+            "on RefundIssued, do nothing when the order is not open (any more)",
+        ) from error
+    after = _open_of(projection)
+    expect(
+        after == wanted,
+        f"after a second RefundIssued for o-1 and for o-4, your read model has {after}, "
+        f"not {wanted}; a repeated RefundIssued must change nothing",
+        "on RefundIssued, do nothing when the order is not open (any more)",
+    )
+
+
 @exercise("Exercise 4: a read model of open returns")
 def ex4(projection_type: object) -> str:
     """``projection_type``: a Projection whose ``open`` is ``{customer: [order ids]}`` of the
@@ -1029,19 +1265,35 @@ def ex4(projection_type: object) -> str:
         clock = VirtualClock()
         desk = ReturnsDesk(folder / "returns.db", clock=clock)
         _story(desk, clock)
-        first, second = projection_type(), projection_type()
-        _quietly(first.catch_up, desk.store)
+        first, second = (
+            _yours(
+                f"building your read model, {projection_type.__name__}()",
+                projection_type,
+                hint="set up the state in reset(), after super().reset()",
+            )
+            for _ in range(2)
+        )
+        _catch_up(first, desk.store, "catching up on the story's events")
         expect(
             isinstance(getattr(first, "open", None), dict),
             f"after catch_up, open is {describe_value(getattr(first, 'open', None))}, not a dict",
             "set self.open = {} in reset(), after super().reset()",
         )
         wanted = {"c-7": ["o-2"], "c-8": ["o-3"]}
-        got = {k: list(v) for k, v in first.open.items()}  # type: ignore[attr-defined]
+        got = _open_of(first)
         expect(
             "c-10" not in got,
             "c-10 never asked for a return, but your read model lists them",
             "add an order only on ReturnRequested",
+        )
+        _expect_the_desks_class(projection_type, got != {}, ReturnRequested, "opened")
+        expect(
+            got != {},
+            "four returns were asked (o-1 to o-4), yet your read model lists none open",
+            "on ReturnRequested, add event.order_id to the list of event.customer_id",
+        )
+        _expect_the_desks_class(
+            projection_type, "o-1" not in got.get("c-7", []), RefundIssued, "closed"
         )
         expect(
             "o-1" not in got.get("c-7", []),
@@ -1051,8 +1303,8 @@ def ex4(projection_type: object) -> str:
         )
         expect(
             got.get("c-8") == ["o-3"],
-            f"o-3's refund failed, so its return is still open; your read model has c-8: "
-            f"{got.get('c-8')}",
+            "o-3's refund failed, so its return is still open; your read model has "
+            + (f"c-8: {got['c-8']}" if "c-8" in got else "no entry for c-8"),
             "a RefundFailed does not close a return: leave it open",
         )
         expect(
@@ -1061,15 +1313,16 @@ def ex4(projection_type: object) -> str:
             "c-9's only return was refunded: a customer with no open return left is not "
             "listed (delete the key)",
         )
-        _quietly(second.catch_up, desk.store)
-        _quietly(first.rebuild, desk.store)
-        again = {k: list(v) for k, v in first.open.items()}  # type: ignore[attr-defined]
+        _expect_a_repeat_changes_nothing(first, desk.store, wanted)
+        _catch_up(second, desk.store, "a second read model, catching up on its own")
+        _catch_up(first, desk.store, "rebuilding your read model from the first event", True)
+        again = _open_of(first)
         expect(
             again == wanted,
             f"rebuilt from the first event, the read model says {again}, not {wanted}",
             "reset() must clear everything the read model keeps, and call super().reset()",
         )
-        fresh = {k: list(v) for k, v in second.open.items()}  # type: ignore[attr-defined]
+        fresh = _open_of(second)
         expect(
             fresh == wanted,
             f"a second read model, built on its own, says {fresh}: the two share their state",
@@ -1079,6 +1332,77 @@ def ex4(projection_type: object) -> str:
 
 
 # ---------------------------------------------------------------------- exercise 5
+
+
+_SAGA_HEARS = ("ReturnRequested", "ReturnReceived", "RefundIssued", "RefundFailed")
+_SAGA_SENDS = ("IssueRefund", "NotifySupport")
+
+
+def _named(value: object) -> str:
+    """A transition's field for a message, as the machine's description writes it: a name
+    as it is, a class by its name."""
+    if isinstance(value, str):
+        return value
+    return value.__name__ if isinstance(value, type) else repr(value)
+
+
+def _arrow(t: Transition) -> str:
+    return f"{_named(t.source)} --{_named(t.trigger)}--> {_named(t.target)}"
+
+
+def _expect_a_well_shaped_machine(machine: StateMachine) -> None:
+    """Everything the process manager reads by name is a name it knows: a class where a
+    name goes builds without error and then does nothing, far from the mistake."""
+    for t in machine.transitions:
+        expect(
+            isinstance(t, Transition),
+            f"transitions holds {describe_value(t)}; it is a tuple of Transition(source, "
+            "trigger, target, sends=..., compensating=...)",
+            "transitions=(Transition(...), Transition(...), ...)",
+        )
+        for part in ("source", "trigger", "target"):
+            value = getattr(t, part)
+            expect(
+                isinstance(value, str),
+                f"the transition {_arrow(t)} has the {part} {describe_value(value)}; a "
+                f"Transition's {part} is a name, a str"
+                + (", so write the class's name in quotes" if isinstance(value, type) else ""),
+                "states and triggers are names in quotes, like 'new' and 'ReturnRequested'",
+            )
+        expect(
+            isinstance(t.sends, str),
+            f"the transition {_arrow(t)} has sends={_named(t.sends)}, "
+            f"{describe_value(t.sends)}; sends takes the command's name, a str (the "
+            "process manager builds the command from it)",
+            "sends='...' with the command's name in quotes, not the class",
+        )
+        expect(
+            t.trigger in _SAGA_HEARS,
+            f"the transition {_arrow(t)} moves on {t.trigger!r}, an event the saga never "
+            f"hears: it hears {', '.join(_SAGA_HEARS)}",
+            "the triggers are the names of exercise 3's events and ReturnRequested",
+        )
+        expect(
+            t.sends in ("", *_SAGA_SENDS),
+            f"the transition {_arrow(t)} sends {t.sends!r}, a command the desk does not have: "
+            f"it has {' and '.join(_SAGA_SENDS)}",
+            "sends names one of the desk's commands: IssueRefund or NotifySupport",
+        )
+        expect(
+            isinstance(t.compensating, bool),
+            f"the transition {_arrow(t)} has compensating={t.compensating!r}; it is True or False",
+            "compensating=True on the compensation only",
+        )
+    for entry in machine.deadlines:
+        expect(
+            isinstance(entry, tuple | list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], Deadline),
+            f"deadlines holds {describe_value(entry)}; it is a tuple of (state, Deadline) "
+            "pairs, one pair per waiting state",
+            "deadlines=(('state', Deadline(seconds, retries=..., gives_up_as='...')),)",
+        )
 
 
 def _run_machine(machine: StateMachine, order_id: str, gateway: str) -> tuple[ReturnsDesk, Any]:
@@ -1107,6 +1431,7 @@ def ex5(machine: object) -> str:
         "deadlines=(...))",
     )
     assert isinstance(machine, StateMachine)
+    _expect_a_well_shaped_machine(machine)
     first = machine.transition(machine.initial, "ReturnRequested")
     expect(
         first is not None,
@@ -1128,18 +1453,34 @@ def ex5(machine: object) -> str:
             "the money went back before the parcel arrived",
             "only the transition on ReturnReceived sends IssueRefund",
         )
+        waiting = desk.state("o-1")
         desk.bus.dispatch(ReceiveParcel("o-1"))
         desk.deliver()
+        moves = machine.transition(waiting, "ReturnReceived") is not None
         expect(
             desk.gateway.paid == {"o-1": 30.0},
-            f"the parcel is back but nothing was refunded (the saga is in {desk.state('o-1')!r})",
+            f"the parcel is back but nothing was refunded (the saga is in {desk.state('o-1')!r}"
+            + ("" if moves else f"; your machine does not move on ReturnReceived in {waiting!r}")
+            + ")",
             "Transition('awaiting parcel', 'ReturnReceived', 'refunding', sends='IssueRefund')",
+        )
+        expect(
+            desk.gateway.requests == 1,
+            f"the gateway was asked {desk.gateway.requests} times for one refund: IssueRefund "
+            "is sent by more than one step",
+            "only the transition on ReturnReceived sends IssueRefund",
         )
         expect(
             desk.state("o-1") != "refunding" and desk.state("o-1") in machine.final_states(),
             f"after RefundIssued the saga is in {desk.state('o-1')!r}: it should move on and "
             "end there, or it waits for ever",
             "Transition('refunding', 'RefundIssued', 'refunded')",
+        )
+        expect(
+            desk.support.tickets == [],
+            f"the refund was paid, yet support got {desk.support.tickets}: only the step "
+            "taken on RefundFailed should send NotifySupport",
+            "the transition on RefundIssued sends nothing",
         )
         declined, folder = _run_machine(machine, "o-2", "declines")
         stack.callback(folder.cleanup)
@@ -1156,6 +1497,14 @@ def ex5(machine: object) -> str:
             all(t.compensating for t in failing),
             "the step taken on RefundFailed is not marked as a compensation",
             "compensating=True on that Transition (it is drawn dashed, and listed as such)",
+        )
+        flagged = [t for t in machine.transitions if t.compensating and t not in failing]
+        expect(
+            not flagged,
+            f"{_arrow(flagged[0]) if flagged else ''} is marked compensating=True, but it is "
+            "no compensation: it does not make up for a failed step. Only the step taken on "
+            "RefundFailed is one (a compensation is drawn dashed and listed as such)",
+            "leave compensating at its default, False, on every other transition",
         )
         deadline = machine.deadline("refunding")
         expect(
@@ -1197,38 +1546,103 @@ def ex5(machine: object) -> str:
 # ---------------------------------------------------------------------- exercise 6
 
 
-class _CountingStore(SQLiteEventStore):
-    """A store that counts the appends to saga streams, and can crash after the first one
-    of a move."""
+Appends = list[tuple[str, list[str]]]
+"""The appends of one saga move: ``(stream_id, [event type names])`` each, in order."""
 
-    saga_appends: list[list[str]]
+
+class _CountingStore(SQLiteEventStore):
+    """A store that records every append a saga's ``save_move`` makes (to any stream), one
+    list per move, and can crash on the second append of a move."""
+
+    moves: list[Appends]
+    errors: list[tuple[str, Exception]]
     crash_after_first: bool = False
-    _in_move: int = 0
+    _recording: Appends | None = None
 
     def append(self, stream_id: str, events: Any, expected_version: int) -> int:
         events = list(events)
-        if stream_id.startswith("return-"):
-            self._in_move += 1
-            if self.crash_after_first and self._in_move > 1:
-                from eda_lesson.patterns.outbox import SimulatedCrash
-
-                raise SimulatedCrash("simulated crash between two appends of one move")
-            self.saga_appends.append([type(e).__name__ for e in events])
-        return super().append(stream_id, events, expected_version)
+        if self._recording and self.crash_after_first:
+            raise SimulatedCrash("simulated crash between two appends of one move")
+        version = super().append(stream_id, events, expected_version)
+        if self._recording is not None:
+            self._recording.append((stream_id, [type(e).__name__ for e in events]))
+        return version
 
 
 def _counting_store(path: Path, *, crash: bool = False) -> _CountingStore:
     store = _CountingStore(path, returns_registry())
-    store.saga_appends, store.crash_after_first = [], crash
+    store.moves, store.errors, store.crash_after_first = [], [], crash
     return store
 
 
 def _move_counter(save_move: Callable[..., Any], store: _CountingStore) -> SaveMove:
+    """``save_move``, recording each call's appends, and what it raised (the bus keeps an
+    event handler's error in the dispatch result, where a learner would not look)."""
+
     def counted(*args: Any) -> Any:
-        store._in_move = 0
-        return save_move(*args)
+        store._recording = []
+        store.moves.append(store._recording)
+        try:
+            return save_move(*args)
+        except SimulatedCrash:
+            raise
+        except Exception as error:
+            _, stream_id, version, saga_events, command = args
+            names = [type(e).__name__ for e in saga_events]
+            sent = type(command).__name__ if command is not None else "None"
+            store.errors.append(
+                (f"save_move(store, {stream_id!r}, {version}, {names}, {sent})", error)
+            )
+            raise
+        finally:
+            store._recording = None
 
     return counted
+
+
+def _expect_no_error_in(store: _CountingStore) -> None:
+    if store.errors:
+        call, error = store.errors[0]
+        raise RequirementNotMetError(
+            f"when the saga moved, the process manager called {call}, and your save_move "
+            f"raised {type(error).__name__}: {error}{_raised_in(error)}. Your exercise cell "
+            "only defined the function; the check ran it, so the error shows here",
+            "append saga_events, with the command when there is one, in one store.append",
+        )
+
+
+def _shown(appends: Appends) -> str:
+    return ", then ".join(f"{names} to {stream!r}" for stream, names in appends)
+
+
+def _expect_one_append_for(move: Appends | None, stream_id: str) -> None:
+    """The move that sent IssueRefund saved it with the saga's event in one append to the
+    saga's stream (either order: the saga's fold counts both, and only its own event moves
+    it; the relay sends the command first, while the move is already committed)."""
+    if move is None:
+        return
+    expect(
+        len(move) == 1 or "IssueRefund" not in move[0][1] or "ReturnProcessMoved" in move[0][1],
+        f"your save_move appended the command first and the saga's move in a second append "
+        f"({_shown(move)}): a crash between the two sends the refund, while the saga, whose "
+        "move was lost, stays in 'awaiting parcel' and ignores the gateway's answer",
+        "one append of the saga's events with the command: one transaction, so both or neither",
+    )
+    expect(
+        len(move) == 1,
+        f"the saga's move and its command were saved in separate appends ({_shown(move)}); "
+        "a crash between them keeps the move and loses the command: the saga waits in "
+        "'refunding' for an answer to a request nobody got, until its deadline asks again a "
+        "day later",
+        "one append of saga_events + [command]: one transaction, so both or neither",
+    )
+    ((saved_to, _),) = move
+    expect(
+        saved_to == stream_id,
+        f"the move and its command went in one append, but to {saved_to!r}, not to the "
+        f"saga's stream {stream_id!r}: the saga never sees that it moved",
+        "append to stream_id, at expected_version",
+    )
 
 
 def _check_a_move_without_command(save_move: Callable[..., Any], store: EventStore) -> None:
@@ -1236,15 +1650,15 @@ def _check_a_move_without_command(save_move: Callable[..., Any], store: EventSto
     try:
         answer = _quietly(save_move, store, "return-o-9", 0, [moved], None)
     except Exception as error:
-        expect(
-            False,
-            f"saving a move that sends no command (command is None) raised "
-            f"{type(error).__name__}: {error}",
+        raise RequirementNotMetError(
+            f"saving a move that sends no command (command is None), save_move(store, "
+            "'return-o-9', 0, "
+            f"[ReturnProcessMoved], None), raised {type(error).__name__}: {error}"
+            f"{_raised_in(error)}",
             "many moves send nothing: then append saga_events alone, without None",
-        )
-        raise
+        ) from error
     expect(
-        answer is None,
+        answer is None or (isinstance(answer, list | tuple) and not answer),
         f"with no command to send, save_move returned {describe_value(answer)} for the bus "
         "to dispatch",
         "return None: whatever goes out, the relay delivers",
@@ -1277,6 +1691,7 @@ def ex6(save_move: object) -> str:
         desk.place_and_ship("o-1", "c-7", 30.0)
         desk.bus.dispatch(RequestReturn("o-1", "too small"))
         desk.deliver()
+        _expect_no_error_in(store)
         expect(
             desk.state("o-1") == "awaiting parcel",
             f"after ReturnRequested the saga is in {desk.state('o-1')!r}: its move was not saved",
@@ -1284,6 +1699,7 @@ def ex6(save_move: object) -> str:
         )
         _quietly(desk.bus.dispatch, ReceiveParcel("o-1"))
         desk.deliver()
+        _expect_no_error_in(store)
         expect(
             desk.gateway.requests <= 1,
             f"the gateway was asked {desk.gateway.requests} times for one refund: the "
@@ -1302,12 +1718,8 @@ def ex6(save_move: object) -> str:
             "right after the saga's save would lose it",
             "append the command to the saga's stream instead of returning it",
         )
-        expect(
-            ["ReturnProcessMoved", "IssueRefund"] in store.saga_appends,
-            f"the saga's move and its command were saved in separate appends "
-            f"({store.saga_appends}); a crash between them loses the command",
-            "one append of saga_events + [command]: one transaction, so both or neither",
-        )
+        refunding = [m for m in store.moves if any("IssueRefund" in n for _, n in m)]
+        _expect_one_append_for(refunding[0] if refunding else None, "return-o-1")
         crash_store = _counting_store(folder / "crash.db", crash=True)
         crashing = ReturnsDesk(
             folder / "crash.db",
