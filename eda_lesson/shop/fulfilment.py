@@ -25,6 +25,7 @@ payment will fail), as the saga is no transaction.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -620,8 +621,9 @@ class OrchestratedFulfilment(_Fulfilment):
     ) -> None:
         super().__init__(stock, store=store, bus=bus)
         self.process = FulfilmentProcess(self.store, clock=clock)
-        self.failed_sends: list[tuple[object, Exception]] = []
-        """Commands re-sent on a deadline whose participant failed, with its error."""
+        self.failed_sends: deque[tuple[object, Exception]] = deque(maxlen=1_000)
+        """Commands re-sent on a deadline whose participant failed, with its error (the
+        newest 1,000: a process manager runs for ever)."""
         for trigger in FULFILMENT.triggers():
             self.bus.register(_TRIGGERS[trigger], self.process.react)
         self.bus.register(ReserveStock, self.reserve_stock)
