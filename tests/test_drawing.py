@@ -321,6 +321,59 @@ def test_handlers_of_a_type_are_drawn_top_down_in_call_order() -> None:
     assert heights == sorted(heights, reverse=True)
 
 
+def _many_types(types: int, handlers_each: int) -> EventBus:
+    """A bus with ``types`` event types Happened0, Happened1, ..., each heard by
+    ``handlers_each`` handlers react_<type>_<n>, registered in that order."""
+    from dataclasses import make_dataclass
+
+    bus = EventBus()
+    for number in range(types):
+        event_type = make_dataclass(f"Happened{number}", [("order_id", str)], frozen=True)
+        for n in range(handlers_each):
+
+            def react(event: object) -> None:
+                pass
+
+            react.__qualname__ = react.__name__ = f"react_{number}_{n}"
+            bus.register(event_type, react)
+    return bus
+
+
+def _left_out(figure: Figure) -> str:
+    note = artists(figure).get("left-out")
+    return "" if note is None else " ".join(note.get_text().split())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("types", "handlers_each", "drawn_types", "note"),
+    [
+        (60, 2, 7, "left out past 14 rows: 53 event types and 106 handlers"),
+        (8, 2, 7, "left out past 14 rows: 1 event type and 2 handlers"),
+        (1, 30, 1, "left out past 14 rows: 16 handlers"),
+        (7, 2, 7, ""),
+    ],
+)
+def test_registrations_of_a_large_bus_fit_a_page_and_say_what_they_left_out(
+    types: int, handlers_each: int, drawn_types: int, note: str
+) -> None:
+    from eda_lesson.views.folding import PAGE
+
+    with no_warnings():
+        figure = draw_registrations(_many_types(types, handlers_each))
+        figure_to_png(figure)
+    width, height = figure.get_size_inches()
+    assert width <= PAGE[0] and height <= PAGE[1]
+    drawn = artists(figure)
+    kept = [gid for gid in drawn if gid.startswith("event_type-") and not gid.endswith("label")]
+    assert kept == [f"event_type-Happened{n}" for n in range(drawn_types)]  # the first, in order
+    for number in range(drawn_types):  # a type drawn comes with its first handler
+        assert f"handler-react_{number}_0" in drawn
+    assert _left_out(figure) == (f"{note}; bus.describe() lists every registration" if note else "")
+    total = types * handlers_each
+    title = f"registrations: {total} handlers, {types} event type{'s' * (types != 1)}"
+    assert title in [t.get_text() for t in figure.axes[0].texts]  # the title counts them all
+
+
 # ---------------------------------------------------------------------- draw_timeline
 
 

@@ -505,12 +505,14 @@ def draw_registrations(
     A dashed arc joins a subclass to its base class ("is a"): a handler on the base hears the
     subclass too. A type that no handler hears (``event_types`` adds such types) is drawn as
     unhandled. Handlers of one type are listed top to bottom in the order the bus calls them.
+
+    The drawing fits a page (:data:`~eda_lesson.views.folding.PAGE`): past
+    :data:`~eda_lesson.views.folding.PAGE_ROWS` rows it keeps the first types (in the order
+    they were registered) and a note under it says what it left out; ``bus.describe()`` lists
+    every registration.
     """
-    graph = registration_graph(bus, event_types=event_types)
-    positions = _registration_layout(graph)
-    rows = 1 + 2 * max((y for _, y in positions.values()), default=0)
-    has_bases = any(r == "subclass_of" for _, _, r in graph.edges(data="relation"))
-    commands = any(data.get("command") for _, data in graph.nodes(data=True))
+    whole = registration_graph(bus, event_types=event_types)
+    commands = any(data.get("command") for _, data in whole.nodes(data=True))
     legend = [Key("command type", COMMAND)] if commands else []
     legend += [
         Key("event type", EVENT),
@@ -518,26 +520,103 @@ def draw_registrations(
         Key("no handler", UNHANDLED),
         Key("is a (subclass of)", PLAIN.but(dashes="--"), line=True),
     ]
-    grid = _Grid.make(ax, 2, int(rows), legend, left_room=0.45 if has_bases else 0)
+    kind = "message type" if commands else "event type"
+    most = _registration_rows(legend)
+    graph = _registrations_on_a_page(whole, most)
+    positions = _registration_layout(graph)
+    rows = _rows_of(positions)
+    has_bases = any(r == "subclass_of" for _, _, r in graph.edges(data="relation"))
+    note = _registrations_left_out(whole, graph, kind, most)
+    spacing = _fit(2, rows, legend, note)
+    grid = _Grid.make(
+        ax, 2, rows, legend, left_room=0.45 if has_bases else 0, note=note, spacing=spacing
+    )
     for source, target, relation in graph.edges(data="relation"):
         if relation == "listens":
             grid.arrow(positions[source], positions[target])
         else:
             _is_a_arc(grid, positions[source], positions[target])
+    chars = spacing.chars
     for node, data in graph.nodes(data=True):
         if data["kind"] == "handler":
-            label, ink = shorten(data["label"], LABEL_CHARS), CALL
+            label, ink = shorten(data["label"], chars), CALL
         else:
             ink = (COMMAND if data["command"] else EVENT) if data["handled"] else UNHANDLED
-            label = two_lines(data["label"], None if data["handled"] else "no handler", LABEL_CHARS)
+            label = two_lines(data["label"], None if data["handled"] else "no handler", chars)
         grid.sheet.box(
-            grid.at(positions[node]), BOX, label, ink=ink, gid=f"{data['kind']}-{data['label']}"
+            grid.at(positions[node]),
+            spacing.box,
+            label,
+            ink=ink,
+            gid=f"{data['kind']}-{data['label']}",
+            fontsize=spacing.fontsize,
         )
-    handlers = sum(1 for _, data in graph.nodes(data=True) if data["kind"] == "handler")
-    types = graph.number_of_nodes() - handlers
-    kind = "message type" if commands else "event type"
+    handlers = sum(1 for _, data in whole.nodes(data=True) if data["kind"] == "handler")
+    types = whole.number_of_nodes() - handlers
     grid.sheet.title(f"registrations: {plural(handlers, 'handler')}, {plural(types, kind)}")
     return grid.sheet.figure
+
+
+def _rows_of(positions: dict[Hashable, tuple[float, float]]) -> int:
+    """How many rows a registration layout (centred on ``y = 0``) spans."""
+    return int(1 + 2 * max((y for _, y in positions.values()), default=0))
+
+
+def _registration_rows(legend: Sequence[Key]) -> int:
+    """How many rows of registrations fit :data:`PAGE` at the closest spacing, under the
+    title and above ``legend`` and a two-line note."""
+    note = "left out: " + "x" * int(MIN_WIDTH * 13)  # as long as two lines of the note
+    room = PAGE[1] - TITLE_HEIGHT - _bottom(legend, MIN_WIDTH, note)
+    return max(PAGE_ROWS, int(room / _DOWN[-1][0]))
+
+
+def _registrations_on_a_page(graph: Any, most: int) -> Any:
+    """``graph`` itself when it fits ``most`` rows; else the first types, each with its
+    handlers in call order, as long as they fit (a type whose first handler does not fit is
+    left out with it)."""
+    if _rows_of(_registration_layout(graph)) <= most:
+        return graph
+    kept: list[Hashable] = []
+    for node, kind in graph.nodes(data="kind"):
+        if kind != "event_type":
+            continue
+        listeners = sorted(
+            (h for h in graph.successors(node) if graph.nodes[h]["kind"] == "handler"),
+            key=lambda h: graph.edges[node, h]["position"],
+        )
+        new = [h for h in listeners if h not in kept]
+        for count, addition in enumerate([node, *new]):
+            if _rows_of(_registration_layout(_kept(graph, [*kept, addition]))) > most:
+                if count == 1 and not any(h in kept for h in listeners):
+                    kept.remove(node)  # the type would stand without any of its handlers
+                return _kept(graph, kept)
+            kept.append(addition)
+    return _kept(graph, kept)
+
+
+def _kept(graph: Any, nodes: list[Hashable]) -> Any:
+    """A new graph of ``nodes`` and the edges between them, in ``graph``'s order (a networkx
+    subgraph view may list its nodes in another order, and the layout follows that order)."""
+    keep = set(nodes)
+    page = type(graph)(**graph.graph)
+    page.add_nodes_from((node, data) for node, data in graph.nodes(data=True) if node in keep)
+    page.add_edges_from(
+        (u, v, data) for u, v, data in graph.edges(data=True) if u in keep and v in keep
+    )
+    return page
+
+
+def _registrations_left_out(whole: Any, page: Any, kind: str, most: int) -> str:
+    """The note saying what :func:`_registrations_on_a_page` left out ("" for nothing)."""
+    if page is whole:
+        return ""
+    gone = [data["kind"] for node, data in whole.nodes(data=True) if node not in page]
+    types, handlers = gone.count("event_type"), gone.count("handler")
+    parts = [plural(types, kind)] if types else []
+    parts += [plural(handlers, "handler")] if handlers else []
+    return (
+        f"left out past {most} rows: {' and '.join(parts)}; bus.describe() lists every registration"
+    )
 
 
 def _is_a_arc(grid: _Grid, source: tuple[float, float], target: tuple[float, float]) -> None:
