@@ -72,6 +72,52 @@ def test_ex1_fails_when_cancelling_forgets_the_payment() -> None:
     not_yet(check.ex1(evolve_refunding), "OrderCancelled", "'paid': 15.0")
 
 
+def evolve_copying_only_the_start(state: dict[str, Any], event: object) -> dict[str, Any]:
+    """Wrong: a new dict on creation, then every later event changes the one it is given."""
+    if isinstance(event, OrderCreated):
+        return {**state, "status": "created"}
+    if isinstance(event, OrderPaid):
+        state["status"], state["paid"] = "paid", event.amount
+    elif isinstance(event, OrderCancelled):
+        state["status"] = "cancelled"
+    elif isinstance(event, OrderShipped):
+        state["status"] = "shipped"
+    return state
+
+
+def evolve_counting_versions(state: dict[str, Any], event: object) -> dict[str, Any]:
+    """Wrong for this exercise: adds a key of its own."""
+    return {**evolve(state, event), "version": state.get("version", 0) + 1}
+
+
+def evolve_strict(state: dict[str, Any], event: object) -> dict[str, Any]:
+    """Right: fails on an event it has no rule for, as Order does."""
+    if isinstance(event, OrderCreated | OrderPaid | OrderCancelled | OrderShipped):
+        return evolve(state, event)
+    raise TypeError(f"evolve has no rule for {type(event).__name__}")
+
+
+def test_ex1_fails_when_a_later_state_is_changed_in_place() -> None:
+    not_yet(
+        check.ex1(evolve_copying_only_the_start),
+        "changed the state after OrderCreated to {'status': 'paid', 'paid': 42.0}",
+        "that version of the order is lost",
+        "return a new dict",
+    )
+
+
+def test_ex1_names_a_key_the_state_should_not_have() -> None:
+    not_yet(
+        check.ex1(evolve_counting_versions),
+        "the keys ['paid', 'status', 'version']",
+        "add no keys of your own",
+    )
+
+
+def test_ex1_accepts_a_fold_that_refuses_an_unknown_event() -> None:
+    correct(check.ex1(evolve_strict))
+
+
 def test_ex1_refuses_something_that_is_not_a_function() -> None:
     not_yet(check.ex1({"status": "new"}), "pass your function itself")
 
@@ -200,6 +246,90 @@ def cancel_retrying_for_ever_catching_everything(
             continue
 
 
+def cancel_retrying_in_the_same_unit_of_work(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    with UnitOfWork(store, bus) as uow:
+        for attempt in range(3):
+            uow.repository(Order).get(order_id).cancel(reason)
+            try:
+                return uow.commit()
+            except ConcurrencyError:
+                if attempt == 2:
+                    raise
+    return None
+
+
+def cancel_without_committing(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    with UnitOfWork(store, bus) as uow:
+        uow.repository(Order).get(order_id).cancel(reason)
+
+
+def cancel_retrying_inside_the_block(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    """Right: a new unit of work per attempt, the try around the commit only."""
+    for attempt in range(3):
+        with UnitOfWork(store, bus) as uow:
+            uow.repository(Order).get(order_id).cancel(reason)
+            try:
+                return uow.commit()
+            except ConcurrencyError:
+                if attempt == 2:
+                    raise
+    return None
+
+
+def cancel_explaining_every_failure(
+    store: EventStore, bus: EventBus, order_id: str, reason: str
+) -> Any:
+    """Right: every error the caller gets is raised from the one that caused it."""
+    try:
+        return cancel_with_retry(store, bus, order_id, reason)
+    except Exception as error:
+        raise RuntimeError(f"could not cancel {order_id}") from error
+
+
+def cancel_hiding_the_refusal(store: EventStore, bus: EventBus, order_id: str, reason: str) -> Any:
+    try:
+        return cancel_with_retry(store, bus, order_id, reason)
+    except ConcurrencyError:
+        raise
+    except Exception:
+        raise RuntimeError(f"could not cancel {order_id}") from None
+
+
+def test_ex2_fails_when_the_retry_reuses_the_unit_of_work_and_its_order() -> None:
+    not_yet(
+        check.ex2(cancel_retrying_in_the_same_unit_of_work),
+        "cancelled the order it had already cancelled",
+        "already cancelled",
+        "reused the first attempt's unit of work",
+        "new UnitOfWork",
+    )
+
+
+def test_ex2_fails_when_nothing_is_committed_saying_so() -> None:
+    not_yet(check.ex2(cancel_without_committing), "saved nothing", "uow.commit()")
+
+
+def test_ex2_accepts_the_try_around_the_commit_in_a_new_unit_of_work() -> None:
+    correct(check.ex2(cancel_retrying_inside_the_block))
+
+
+def test_ex2_accepts_errors_raised_from_the_refusal_and_the_conflict() -> None:
+    correct(check.ex2(cancel_explaining_every_failure))
+
+
+def test_ex2_fails_when_the_refusal_is_replaced_by_an_error_without_it() -> None:
+    not_yet(
+        check.ex2(cancel_hiding_the_refusal),
+        "RuntimeError: could not cancel o-6",
+        "does not carry the aggregate's refusal",
+        "raise yours from it",
+    )
+
+
 def test_ex2_fails_when_the_retry_never_stops() -> None:
     not_yet(check.ex2(cancel_retrying_for_ever), "still retrying after 20 attempts", "stop after")
 
@@ -303,6 +433,66 @@ def test_ex3_fails_when_other_events_are_counted() -> None:
     not_yet(check.ex3(CountsEveryEvent), "after catching up", "'c-7': 4")
 
 
+class ResetWithoutSuper(Projection):
+    def reset(self) -> None:
+        self.orders: dict[str, int] = {}
+
+    @applies(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
+
+
+class SharedCounts(Projection):
+    orders: dict[str, int] = {}  # noqa: RUF012 - the mistake under test
+
+    @applies(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.orders[event.customer_id] = self.orders.get(event.customer_id, 0) + 1
+
+
+class CountsByOrder(OrdersPerCustomer):
+    @applies(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.orders[event.order_id] = 1
+
+
+class CancelUndoesTheCount(OrdersPerCustomer):
+    def reset(self) -> None:
+        super().reset()
+        self.owner: dict[str, str] = {}
+
+    @applies(OrderCreated)
+    def _created(self, event: OrderCreated) -> None:
+        self.owner[event.order_id] = event.customer_id
+        super()._created(event)
+
+    @applies(OrderCancelled)
+    def _cancelled(self, event: OrderCancelled) -> None:
+        self.orders[self.owner[event.order_id]] -= 1
+
+
+def test_ex3_says_a_reset_without_super_leaves_the_position() -> None:
+    not_yet(
+        check.ex3(ResetWithoutSuper),
+        "rebuild() read no event",
+        "left the position at 7",
+        "super().reset()",
+    )
+
+
+def test_ex3_says_a_dict_in_the_class_body_is_shared() -> None:
+    SharedCounts().catch_up(check._shop_store())  # as the notebook's cell does first
+    not_yet(check.ex3(SharedCounts), "already has orders", "shares one dict", "inside reset()")
+
+
+def test_ex3_says_counts_are_per_customer() -> None:
+    not_yet(check.ex3(CountsByOrder), "'o-1': 1", "count per customer")
+
+
+def test_ex3_says_a_cancel_does_not_undo_a_placed_order() -> None:
+    not_yet(check.ex3(CancelUndoesTheCount), "'c-8': 0", "a placed order stays placed")
+
+
 def test_ex3_refuses_an_instance_or_a_plain_class() -> None:
     not_yet(check.ex3(OrdersPerCustomer()), "pass your Projection class")
     not_yet(check.ex3(dict), "pass your Projection class")
@@ -357,6 +547,53 @@ def test_ex4_fails_when_the_old_keys_stay() -> None:
 
 def test_ex4_fails_when_cents_are_read_as_euros() -> None:
     not_yet(check.ex4(upcast_in_cents), "total=4250.0", "total_cents / 100")
+
+
+def test_ex4_says_what_the_upcaster_returned_without_suggesting_to_register_one() -> None:
+    feedback = check.ex4(upcast_stub)
+    not_yet(feedback, "your upcaster returned {'order_id': 'o-7', 'customer': 'c-1'")
+    assert "register an upcaster" not in repr(feedback)
+
+
+def upcast_to_one_order(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"order_id": "o-7", "customer_id": "c-1", "total": 42.5, "items": []}
+
+
+def upcast_to_an_event(payload: dict[str, Any]) -> Any:
+    return OrderCreated(payload["order_id"], payload["customer"], payload["total_cents"] / 100)
+
+
+def upcast_forgetting_to_return(payload: dict[str, Any]) -> None:
+    {**payload, "customer_id": payload["customer"]}
+
+
+def upcast_total_as_text(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**order_created_v1_to_v2(payload), "total": str(payload["total_cents"] / 100)}
+
+
+def upcast_without_items(payload: dict[str, Any]) -> dict[str, Any]:
+    """Right: OrderCreated's items has a default, the empty tuple."""
+    return {k: v for k, v in order_created_v1_to_v2(payload).items() if k != "items"}
+
+
+def test_ex4_names_the_field_that_did_not_come_from_the_payload() -> None:
+    not_yet(check.ex4(upcast_to_one_order), "order_id='o-7'", "o-8's order_id is wrong")
+
+
+def test_ex4_says_an_event_object_is_not_a_payload() -> None:
+    not_yet(check.ex4(upcast_to_an_event), "instead of a dict", "not an event object")
+
+
+def test_ex4_says_a_missing_return() -> None:
+    not_yet(check.ex4(upcast_forgetting_to_return), "NoneType None", "returns nothing")
+
+
+def test_ex4_says_the_total_is_a_number() -> None:
+    not_yet(check.ex4(upcast_total_as_text), "should be a number", "a number of euros")
+
+
+def test_ex4_accepts_leaving_items_to_its_default() -> None:
+    correct(check.ex4(upcast_without_items))
 
 
 def test_ex4_passes_on_the_solution() -> None:
@@ -453,6 +690,32 @@ def test_ex5_fails_when_duplicates_are_dropped_but_early_events_applied() -> Non
 
 def test_ex5_fails_when_only_one_kept_event_is_applied_after_a_gap() -> None:
     not_yet(check.ex5(KeepsEarlyButDrainsOne), "cancel, then its payment", "while loop")
+
+
+class HoldsOnlyUntilCreated(check.ArrivingRevenue):
+    """Wrong: once an order is known, applies its events as they come, versions unchecked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[int] = set()
+        self.held: dict[str, list[StoredEvent]] = {}
+
+    def receive(self, stored: StoredEvent) -> None:
+        if stored.position in self.seen:
+            return
+        self.seen.add(stored.position)
+        event = stored.event
+        if not isinstance(event, OrderCreated) and event.order_id not in self.customer_of:
+            self.held.setdefault(event.order_id, []).append(stored)
+            return
+        self.apply(event)
+        if isinstance(event, OrderCreated):
+            for held in sorted(self.held.pop(event.order_id, []), key=lambda s: s.version):
+                self.apply(held.event)
+
+
+def test_ex5_says_a_known_order_still_waits_for_its_next_version() -> None:
+    not_yet(check.ex5(HoldsOnlyUntilCreated), "shuffled", "its stream's next", "while loop")
 
 
 def test_ex5_fails_when_it_waits_for_the_global_position() -> None:

@@ -12,7 +12,7 @@ notebook's output.
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.result import describe_value
 from eda_lesson.core.text import plural
+from eda_lesson.patterns.aggregate import DomainError
 from eda_lesson.patterns.projections import Projection
 from eda_lesson.patterns.serialization import EventRegistry
 from eda_lesson.patterns.store import (
@@ -69,29 +70,48 @@ def ex1(evolve: object) -> str:
     assert callable(evolve)
     for events in _histories():
         for count in range(len(events) + 1):
-            prefix = events[:count]
-            start = dict(START)
-            got = _quietly(functools.reduce, evolve, prefix, start)
-            order = Order.from_events(prefix)
-            wanted = {"status": order.status, "paid": order.amount_paid}
-            names = ", ".join(type(e).__name__ for e in prefix) or "no events"
-            expect(
-                isinstance(got, dict),
-                f"after {names}, the fold gave {describe_value(got)} instead of a dict",
-                "return the new state, a dict like {'status': ..., 'paid': ...}, from every call",
-            )
-            expect(
-                got == wanted,
-                f"after {names}, the state is {got}, but the order says {wanted}",
-                _fold_hint(prefix[-1] if prefix else None),
-            )
-            expect(
-                start == START,
-                f"folding {names} changed the starting state to {start}",
-                "do not change the state you are given: return a new dict, "
-                "{**state, 'status': 'paid'}, so every earlier version stays as it was",
-            )
+            _check_fold(evolve, events[:count])
     return "the fold of each history matches the Order, version by version, and nothing changed"
+
+
+def _check_fold(evolve: Callable[..., Any], prefix: list[object]) -> None:
+    """Fold ``prefix`` one step at a time, keeping every state the fold passed through, and
+    compare the last with the Order; then check that no state was changed after it was made."""
+    states: list[object] = [dict(START)]
+    kept: list[object] = [dict(START)]  # copies, to tell later whether a state was changed
+    for event in prefix:
+        states.append(_quietly(evolve, states[-1], event))
+        kept.append(dict(states[-1]) if isinstance(states[-1], dict) else states[-1])
+    got = states[-1]
+    order = Order.from_events(prefix)
+    wanted = {"status": order.status, "paid": order.amount_paid}
+    names = ", ".join(type(e).__name__ for e in prefix) or "no events"
+    expect(
+        isinstance(got, dict),
+        f"after {names}, the fold gave {describe_value(got)} instead of a dict",
+        "return the new state, a dict like {'status': ..., 'paid': ...}, from every call",
+    )
+    assert isinstance(got, dict)
+    expect(
+        set(got) == set(wanted),
+        f"after {names}, the state has the keys {sorted(got)}; it should have exactly "
+        f"{sorted(wanted)}",
+        "build each new state from the one before, {**state, ...}, and add no keys of your own",
+    )
+    expect(
+        got == wanted,
+        f"after {names}, the state is {got}, but the order says {wanted}",
+        _fold_hint(prefix[-1] if prefix else None),
+    )
+    for step, (state, copy) in enumerate(zip(states[:-1], kept[:-1], strict=True)):
+        earlier = ", ".join(type(e).__name__ for e in prefix[:step])
+        which = f"the state after {earlier}" if step else "the starting state"
+        expect(
+            state == copy,
+            f"folding {names} changed {which} to {state}: that version of the order is lost",
+            "do not change the state you are given: return a new dict, "
+            "{**state, 'status': 'paid'}, so every earlier version stays as it was",
+        )
 
 
 def _fold_hint(event: object) -> str:
@@ -101,7 +121,7 @@ def _fold_hint(event: object) -> str:
         return "on OrderCancelled the status becomes 'cancelled' (the money paid stays recorded)"
     if isinstance(event, OrderShipped):
         return "on OrderShipped the status becomes 'shipped'"
-    return "on OrderCreated the status becomes 'created'; any other event leaves it"
+    return "on OrderCreated the status becomes 'created', and 'paid' stays 0.0"
 
 
 # ---------------------------------------------------------------------- exercise 2
@@ -172,6 +192,7 @@ def ex2(cancel_with_retry: object) -> str:
     _created_store(store, "o-5", 20.0)
     appends_before = store.appends
     escaped: ConcurrencyError | None = None
+    other: Exception | None = None
     looping = False
     try:
         _quietly(cancel_with_retry, store, bus, "o-5", "out of stock")
@@ -179,12 +200,34 @@ def ex2(cancel_with_retry: object) -> str:
         escaped = error
     except _StillRetrying:
         looping = True
+    except Exception as error:  # judged below, once the counts say what happened
+        other = error
     saves, reads = store.appends - appends_before, store.reads
     expect(
         not (saves > 1 and reads == 1),
         f"you saved {saves} times but loaded the order only once",
         "each attempt needs a new UnitOfWork that loads the order again: the old aggregate "
         "remembers version 1, so saving it conflicts every time",
+    )
+    expect(
+        not (isinstance(other, DomainError) and reads == 1 and saves >= 1),
+        f"after the conflict, your function cancelled the order it had already cancelled "
+        f"({type(other).__name__}: {other}): it loaded the order only once, so the second "
+        "attempt reused the first attempt's unit of work and its order",
+        "each attempt needs a new UnitOfWork that loads the order again, so that the cancel "
+        "is decided again on the order as it is now",
+    )
+    expect(
+        other is None,
+        f"on an order another writer had just paid (a paid order can still be cancelled), "
+        f"your function raised {type(other).__name__}: {other}",
+        "only the ConcurrencyError needs handling here: load, cancel and commit again",
+    )
+    expect(
+        looping or escaped is not None or saves > 0,
+        "your function saved nothing: no cancel was appended to the stream, so the unit of "
+        "work was never committed",
+        "end each attempt with uow.commit(): it appends the pending events, then publishes",
     )
     expect(
         not looping,
@@ -228,9 +271,11 @@ def _ex2_refusal(cancel_with_retry: Callable[..., Any]) -> str:
         )
     except Exception as error:
         expect(
-            type(error).__name__ == "DomainError",
-            f"cancelling a shipped order raised {type(error).__name__}: {error}",
-            "only ConcurrencyError means 'try again'; let the aggregate's DomainError out",
+            _is_or_wraps(error, DomainError),
+            f"cancelling a shipped order raised {type(error).__name__}: {error}, which does not "
+            "carry the aggregate's refusal: the caller cannot tell why the cancel failed",
+            "only ConcurrencyError means 'try again'; let the aggregate's DomainError out "
+            "(or raise yours from it)",
         )
     else:
         expect(
@@ -317,7 +362,9 @@ def _is_or_wraps(error: BaseException, kind: type[BaseException]) -> bool:
     while seen is not None:
         if isinstance(seen, kind):
             return True
-        seen = seen.__cause__ or seen.__context__
+        # the chain a traceback shows: the cause, else the context unless "from None" hid it
+        hidden = seen.__suppress_context__
+        seen = seen.__cause__ or (None if hidden else seen.__context__)
     return False
 
 
@@ -358,11 +405,18 @@ def ex3(projection_type: object) -> str:
         "a new projection has no attribute 'orders'",
         "set self.orders = {} in reset(); Projection.__init__ calls reset()",
     )
+    expect(
+        not live.orders,
+        f"a new projection, before reading anything, already has orders {live.orders}: "
+        "every instance shares one dict, so counts from other projections are in it",
+        "give each projection its own dict: self.orders = {} inside reset(), "
+        "not orders = {} in the class body",
+    )
     _quietly(live.catch_up, store)
     expect(
         live.orders == wanted,
         f"after catching up, orders is {live.orders}; the store says {wanted}",
-        "mark a method @applies(OrderCreated) that adds 1 to self.orders[event.customer_id]",
+        _count_hint(live.orders, wanted),
     )
     store.append("order-o-5", [OrderCreated("o-5", "c-9", 1.0)], 0)
     _quietly(live.catch_up, store)
@@ -371,7 +425,13 @@ def ex3(projection_type: object) -> str:
         f"catching up again gave {live.orders}; only the new OrderCreated should count",
         "leave the position to Projection: use @applies methods, do not read the store yourself",
     )
-    _quietly(live.rebuild, store)
+    read_again = _quietly(live.rebuild, store)
+    expect(
+        read_again != 0,
+        f"after rebuild(), orders is {live.orders}: rebuild() read no event, because your "
+        f"reset() left the position at {live.position} instead of putting it back to 0",
+        "call super().reset() first in your reset(): it puts the position back to 0",
+    )
     expect(
         live.orders == {**wanted, "c-9": 1},
         f"after rebuild(), orders is {live.orders}: the old counts were not thrown away",
@@ -379,6 +439,19 @@ def ex3(projection_type: object) -> str:
         ", not in __init__: rebuild() calls reset()",
     )
     return "it catches up with what is new, and a rebuild from zero gives the same counts"
+
+
+def _count_hint(orders: object, wanted: Mapping[str, int]) -> str:
+    if not orders:
+        return "mark a method @applies(OrderCreated) that adds 1 to self.orders[event.customer_id]"
+    if not isinstance(orders, Mapping) or set(orders) - set(wanted):
+        return "count per customer: the key is event.customer_id, the value how many orders"
+    if any(orders.get(customer, 0) < count for customer, count in wanted.items()):
+        return (
+            "a placed order stays placed: a payment or a cancel changes nothing here, "
+            "so mark only OrderCreated"
+        )
+    return "only OrderCreated means a new order: mark no other event type"
 
 
 # ---------------------------------------------------------------------- exercise 4
@@ -422,24 +495,32 @@ def ex4(upcaster: object) -> str:
     )
     assert callable(upcaster)
     problem = ""
+    returned: list[object] = []
+
+    def recorded(payload: dict[str, Any]) -> Any:
+        result = upcaster(payload)
+        returned.append(result)
+        return result
+
     with _database() as path:
         _old_rows(path)
         today = order_registry()
         today.register(OrderCreated, version=2)
-        today.upcaster("OrderCreated", 1, upcaster)
+        today.upcaster("OrderCreated", 1, recorded)
         with SQLiteEventStore(path, today) as program:
             stored = [row.payload for row in program.rows()]
             try:
                 read = [s.event for s in program.read_all()]
             except Exception as error:
-                problem = str(error)
+                problem = _misfit(returned[-1]) if returned else ""
+                problem = problem or str(error)
                 read = None
     expect(read is not None, f"reading the old rows failed: {problem}", _upcast_hint(problem))
     wanted = [OrderCreated("o-7", "c-1", 42.5), OrderCreated("o-8", "c-2", 0.99)]
     expect(
         read == wanted,
         f"the old rows read back as {read}; they should be {wanted}",
-        "total is in euros: total_cents / 100",
+        _field_hint(read or [], wanted),
     )
     expect(
         stored[0] == '{"order_id":"o-7","customer":"c-1","total_cents":4250}',
@@ -449,7 +530,48 @@ def ex4(upcaster: object) -> str:
     return "old rows read as today's OrderCreated, and the stored rows stay as they were"
 
 
+def _misfit(result: object) -> str:
+    """What keeps the upcaster's ``result`` from being today's OrderCreated ("" if its keys
+    fit: then the registry's own message, about a value, says it better)."""
+    if not isinstance(result, dict):
+        return ""
+    fields = dataclasses.fields(OrderCreated)
+    known = {field.name for field in fields}
+    required = {f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING}
+    extra, missing = sorted(set(result) - known), sorted(required - set(result))
+    if not extra and not missing:
+        return ""
+    problems = []
+    if extra:
+        problems.append(f"fields OrderCreated does not have: {', '.join(extra)}")
+    if missing:
+        problems.append(f"missing required fields: {', '.join(missing)}")
+    return (
+        f"your upcaster returned {result}, which does not fit today's OrderCreated: "
+        + "; ".join(problems)
+    )
+
+
+def _field_hint(read: list[object], wanted: list[OrderCreated]) -> str:
+    for got, want in zip(read, wanted, strict=False):
+        for field in dataclasses.fields(OrderCreated):
+            if getattr(got, field.name, None) != getattr(want, field.name):
+                if field.name == "total":
+                    return "total is in euros: total_cents / 100"
+                return (
+                    f"{want.order_id}'s {field.name} is wrong: take each value from the "
+                    "payload you are given, the old row's own"
+                )
+    return "build today's OrderCreated fields from the old payload's, one by one"
+
+
 def _upcast_hint(error: str) -> str:
+    if "returned NoneType" in error:
+        return "your function returns nothing: end it with return {...}, the new payload"
+    if "instead of a dict" in error:
+        return "return a dict of today's fields (plain data), not an event object"
+    if "should be a number" in error:
+        return "total is a number of euros: total_cents / 100"
     if "missing required fields" in error:
         return (
             "build today's shape: {'order_id': ..., 'customer_id': payload['customer'], "
@@ -592,8 +714,9 @@ def _arrival_hint(how: str, revenue: Mapping[str, float]) -> str:
             "came early (its version is not the stream's next) until the ones before it arrive"
         )
     return (
-        "when the missing event arrives, apply it and then every kept event that now follows "
-        "in its stream, one after another (a while loop)"
+        "apply an event only when its version is its stream's next (the last applied + 1), "
+        "even once the order is known; when the missing event arrives, apply it and then "
+        "every kept event that now follows in its stream, one after another (a while loop)"
     )
 
 
