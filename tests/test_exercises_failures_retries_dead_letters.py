@@ -3,10 +3,12 @@ answer, with a message saying what went wrong, and passes on the published solut
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from feedback import correct, not_yet
 
 from eda_lesson import EventBus
 from eda_lesson.book.exercises import failures_retries_dead_letters as check
@@ -15,6 +17,7 @@ from eda_lesson.core.messages import Message
 from eda_lesson.core.middleware import (
     DeadLetterStore,
     Replayed,
+    dead_letters,
     exponential,
     fixed,
     idempotent,
@@ -385,3 +388,167 @@ def test_ex4_passes_twice_on_a_solution_that_shares_one_idempotent_between_buses
     for _ in range(2):
         feedback = check.ex4(checkout_bus, CheckoutCompleted)
         assert feedback.passed, feedback
+
+
+# ---------------------------------------------------------------------- after a fresh reader
+
+
+def payment_bus_retrying(retry_on: Any, attempts: int = 4, **given: Any) -> Any:
+    def payment_bus(bank: Any, clock: VirtualClock) -> EventBus:
+        policy = retry(
+            attempts, backoff=exponential(0.5), retry_on=retry_on, **{"clock": clock, **given}
+        )
+        bus = EventBus()
+        bus.register(CheckoutCompleted, bank.charge, middleware=[policy])
+        return bus
+
+    return payment_bus
+
+
+def test_ex1_says_a_retry_that_leaves_timeouts_out_did_not_retry_them() -> None:
+    not_yet(
+        check.ex1(payment_bus_retrying(ConnectionError), CheckoutCompleted),
+        "nothing retried it",
+        "its TimeoutError reached the bus as it was",
+        "retry_on leaves TimeoutError out",
+    )
+
+
+def test_ex1_says_a_retry_of_one_attempt_gave_up_at_once() -> None:
+    feedback = check.ex1(payment_bus_retrying(TimeoutError, attempts=1), CheckoutCompleted)
+    not_yet(feedback, "your retry gave up after 1 attempt", "counts every try")
+    assert "nothing retried it" not in feedback.message
+
+
+def test_ex1_says_a_retry_waiting_on_another_clock_did_not_wait_on_the_one_given() -> None:
+    elsewhere = VirtualClock()
+    feedback = check.ex1(payment_bus_retrying(TimeoutError, clock=elsewhere), CheckoutCompleted)
+    not_yet(feedback, "tried 4 times, but nothing waited on `clock`", "clock=clock")
+    assert "were none" not in feedback.message
+
+
+def test_ex1_says_a_swallowed_last_failure_hides_the_unpaid_order() -> None:
+    def swallowing(bank: Any, clock: VirtualClock) -> EventBus:
+        store = DeadLetterStore(clock=clock)
+        policy = retry(4, backoff=exponential(0.5), retry_on=TimeoutError, clock=clock)
+        bus = EventBus()
+        bus.register(
+            CheckoutCompleted,
+            bank.charge,
+            middleware=[dead_letters(store, reraise=False), policy],
+        )
+        return bus
+
+    feedback = check.ex1(swallowing, CheckoutCompleted)
+    not_yet(feedback, "all 4 attempts failed, yet the dispatch shows no failed call", "reraise")
+    assert "called 4 times; expected 4" not in feedback.message  # no longer self-contradictory
+
+
+def test_ex1_accepts_a_retry_written_by_hand() -> None:
+    def by_hand(bank: Any, clock: VirtualClock) -> EventBus:
+        def charge(event: CheckoutCompleted) -> None:
+            for attempt in range(4):
+                try:
+                    return bank.charge(event)  # type: ignore[no-any-return]
+                except TimeoutError:
+                    if attempt == 3:
+                        raise
+                    clock.sleep(0.5 * 2**attempt)
+
+        bus = EventBus()
+        bus.register(CheckoutCompleted, charge)
+        return bus
+
+    correct(check.ex1(by_hand, CheckoutCompleted))
+
+
+def test_ex2_refuses_a_replay_done_by_hand_that_returns_no_outcome() -> None:
+    def by_hand(shop: Shop, store: DeadLetterStore, bus: EventBus) -> list[Replayed]:
+        shop.shipping.down = False  # type: ignore[attr-defined]
+        for letter in store:
+            bus.dispatch(letter.event)
+            store.remove(letter)
+        return []
+
+    not_yet(check.ex2(by_hand), "you returned an empty list", "one Replayed")
+
+
+def payments_bus_keyed(key: Any) -> Any:
+    def payments_bus(bank: Any) -> EventBus:
+        bus = EventBus()
+        bus.register(CheckoutCompleted, bank.charge, middleware=[idempotent(key=key)])
+        return bus
+
+    return payments_bus
+
+
+def test_ex3_refuses_a_key_made_from_the_object_not_the_event() -> None:
+    """A redelivery is a new object with the same ids: id(event) differs between the two."""
+    not_yet(
+        check.ex3(payments_bus_keyed(id), CheckoutCompleted),
+        "a redelivered event was charged again",
+        "a redelivery is a new object",
+    )
+
+
+def test_ex3_refuses_the_correlation_id_as_the_key() -> None:
+    not_yet(
+        check.ex3(payments_bus_keyed(lambda event: event.correlation_id), CheckoutCompleted),
+        "a later payment of the same business transaction",
+        "the correlation id names the transaction, not the event",
+    )
+
+
+def test_ex3_accepts_the_event_itself_as_the_key() -> None:
+    """Events compare by their fields and ids, so an equal redelivery is the same key."""
+    correct(check.ex3(payments_bus_keyed(lambda event: event), CheckoutCompleted))
+
+
+def test_ex4_refuses_a_key_made_from_the_object_not_the_event() -> None:
+    feedback = check.ex4(checkout_bus_keyed(id), CheckoutCompleted)
+    not_yet(feedback, "redelivered to a restarted process", "another key than the first")
+    assert not re.search(r"\d{8}", feedback.message)  # no memory address quoted
+
+
+def test_ex4_says_one_key_for_every_event_names_no_event() -> None:
+    feedback = check.ex4(checkout_bus_keyed(lambda event: "checkout"), CheckoutCompleted)
+    not_yet(feedback, "made no new charge", "every event sent the same key ('checkout'")
+    assert "came from the content" not in feedback.message
+
+
+def test_ex4_says_a_filter_keyed_by_the_order_keeps_the_instalment_from_the_provider() -> None:
+    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+        def charge(event: CheckoutCompleted) -> None:
+            provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
+
+        by_order = idempotent(key=lambda event: event.order_id)
+        policy = retry(3, retry_on=TimeoutError, clock=clock)
+        bus = EventBus()
+        bus.register(CheckoutCompleted, charge, middleware=[by_order, policy])
+        return bus
+
+    feedback = check.ex4(checkout_bus, CheckoutCompleted)
+    not_yet(feedback, "a second instalment", "never reached the provider", "keyed by the order")
+    assert "the key came from the content" not in feedback.message
+
+
+def test_ex4_quotes_the_error_of_a_handler_that_returns_the_charge_id() -> None:
+    """The idea is right; the bus refuses the str an event handler returned. The feedback
+    says so instead of blaming the lost answer."""
+
+    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+        def charge(event: CheckoutCompleted) -> Any:
+            return provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
+
+        bus = EventBus()
+        policy = retry(3, retry_on=TimeoutError, clock=clock)
+        bus.register(CheckoutCompleted, charge, middleware=[policy])
+        return bus
+
+    feedback = check.ex4(checkout_bus, CheckoutCompleted)
+    not_yet(feedback, "not because of the lost answer", "returned 'ch-1' (a str)")
+    assert "the shop does not know the customer paid" not in feedback.message
+
+
+def test_ex4_accepts_a_default_idempotent_in_front_of_the_keyed_retry() -> None:
+    correct(check.ex4(checkout_bus_keyed(lambda event: event.event_id), CheckoutCompleted))

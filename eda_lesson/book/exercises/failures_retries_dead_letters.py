@@ -5,11 +5,15 @@ warehouse that is down, a payment provider whose answer gets lost), runs the lea
 against it on a :class:`~eda_lesson.core.clock.VirtualClock`, and says what went differently
 from what was asked. Each scenario of a check makes events with ids of its own, so an answer
 that keeps what it has seen between calls (a module-level ``idempotent()``) is judged on what
-it does, not on what an earlier scenario left behind.
+it does, not on what an earlier scenario left behind. A redelivery is a copy of the event, as
+a broker delivers it (a new object, equal to the first, with the same ids), so an answer that
+tells deliveries apart by object identity is caught. When a dispatch fails for a reason the
+scenario did not set up, the feedback quotes that error rather than guessing at a story.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +23,13 @@ from eda_lesson.book.exercises import exercise, expect
 from eda_lesson.core.bus import EventBus
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.messages import SequentialIds, caused_by, use_ids
-from eda_lesson.core.middleware import DeadLetterStore, Replayed, dead_letters, retry
+from eda_lesson.core.middleware import (
+    DeadLetterStore,
+    Replayed,
+    RetriesExhaustedError,
+    dead_letters,
+    retry,
+)
 from eda_lesson.core.result import DispatchResult
 from eda_lesson.shop.events import OrderCreated, OrderPaid
 from eda_lesson.shop.services import Shipping, Shop
@@ -81,6 +91,29 @@ def _fresh_ids(scenario: str) -> SequentialIds:
     return SequentialIds(f"{scenario}-{next(_check_runs)}-evt")
 
 
+def _redelivered(event: Any) -> Any:
+    """The event as a broker delivers it again: a new object, equal to the first, ids kept."""
+    return copy.copy(event)
+
+
+def _error_of(result: DispatchResult) -> Exception | None:
+    """The error of the first failed handler call of ``result`` (None when all succeeded)."""
+    return next((call.error for call in result.failures), None)
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return "no error"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _is_timeout(error: BaseException | None) -> bool:
+    """A TimeoutError, or a retry that gave up on one."""
+    if isinstance(error, RetriesExhaustedError):
+        return isinstance(error.last_error, TimeoutError)
+    return isinstance(error, TimeoutError)
+
+
 # ---------------------------------------------------------------------- exercise 1
 
 
@@ -97,17 +130,23 @@ def ex1(payment_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) 
         f"bank.charge was never called for {event_type.__name__}",
         f"register it: bus.register({event_type.__name__}, bank.charge, middleware=[...])",
     )
+    expect(bank.calls > 1, *_called_once(result))
     expect(
-        bank.calls > 1,
-        "with the bank busy for its first 3 calls, bank.charge was called only once: "
-        "nothing retried it",
-        "register it with middleware=[retry(...)]",
-    )
-    expect(
-        result.ok and bank.charges == [("o-1", 30.0)],
+        bank.charges == [("o-1", 30.0)],
         f"the bank was busy for 3 calls and the card was charged {len(bank.charges)} times "
         f"after {bank.calls} calls; 4 attempts should get through",
         "retry(4, ...) counts every try, the first included",
+    )
+    expect(
+        result.ok,
+        "the card was charged, but the dispatch still recorded a failed call: "
+        f"{_error_text(_error_of(result))}",
+    )
+    expect(
+        clock.sleeps,
+        f"bank.charge was tried {bank.calls} times, but nothing waited on `clock`, the clock "
+        "payment_bus was given: the retry waited on another clock, or not at all",
+        "clock=clock, and backoff=exponential(base=0.5, factor=2)",
     )
     expect(
         clock.sleeps == [0.5, 1.0, 2.0],
@@ -118,10 +157,17 @@ def ex1(payment_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) 
     clock, bank = VirtualClock(), CheckBank(busy=10)
     result = _pay(payment_bus, bank, clock, event_type)
     expect(
-        bank.calls == 4 and not result.ok,
+        bank.calls == 4,
         f"with the bank busy for good, bank.charge was called {bank.calls} times; "
         "expected 4 attempts in all, then the failure recorded",
         "retry(4, ...): four tries, the first included",
+    )
+    expect(
+        not result.ok,
+        "with the bank busy for good, all 4 attempts failed, yet the dispatch shows no failed "
+        "call: the last failure was swallowed, so nobody can tell the customer did not pay",
+        "let the error out after the last attempt (no except that swallows it, no "
+        "dead_letters(store, reraise=False))",
     )
 
     clock, bank = VirtualClock(), CheckBank(declines=True)
@@ -134,6 +180,30 @@ def ex1(payment_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) 
     )
     expect(not result.ok, "a declined card must still show as a failed call in the result")
     return "busy banks are retried on schedule (0.5, 1, 2 s); declined cards fail at once"
+
+
+def _called_once(result: DispatchResult) -> tuple[str, str]:
+    """Why bank.charge was tried only once: the message and hint, from the recorded error."""
+    error = _error_of(result)
+    head = "with the bank busy for its first 3 calls, bank.charge was called only once"
+    if isinstance(error, RetriesExhaustedError):
+        return (
+            f"{head}: your retry gave up after {len(error.attempts)} attempt(s)",
+            "retry(n, ...) counts every try, the first included: 4 tries in all",
+        )
+    if isinstance(error, TimeoutError):
+        return (
+            f"{head}: nothing retried it; its TimeoutError reached the bus as it was (no "
+            "retry, or one whose retry_on leaves TimeoutError out)",
+            "register it with middleware=[retry(...)] that retries TimeoutError",
+        )
+    if error is None:
+        return (
+            f"{head}, and the dispatch shows no failure: nothing retried it, and something "
+            "swallowed its TimeoutError",
+            "let a retry(...) catch the TimeoutError: middleware=[retry(...)]",
+        )
+    return f"{head}: nothing retried it; the call failed with {_error_text(error)}", ""
 
 
 def _pay(
@@ -198,8 +268,17 @@ def ex2(fix_and_replay: Callable[[Shop, DeadLetterStore, EventBus], Any]) -> str
         "return what store.replay(...) returned (a list of Replayed), "
         f"got {type(outcomes).__name__}",
     )
+    expect(
+        len(outcomes) == 1,
+        f"you returned {_outcomes_text(outcomes)}; the replay that delivered the letter "
+        "returns one Replayed for it: return that list",
+    )
     expect(all(outcome.ok for outcome in outcomes), f"a replay failed: {outcomes}")
     return "the letter left the store, and the order is shipped and announced"
+
+
+def _outcomes_text(outcomes: list[Replayed]) -> str:
+    return "an empty list" if not outcomes else f"{len(outcomes)} outcomes: {outcomes}"
 
 
 def _broken_warehouse() -> tuple[Shop, DeadLetterStore, EventBus]:
@@ -228,19 +307,22 @@ class _OnceBusyBank(CheckBank):
 @exercise("Exercise 3: charge each payment once")
 def ex3(payments_bus: Callable[[Any], EventBus], event_type: type) -> str:
     """``payments_bus(bank)``: ``bank.charge`` handles ``event_type`` once per event, however
-    often the event is delivered; two payments of the same sum are still two payments."""
+    often the event is delivered; two payments of the same sum are still two payments, and so
+    is a later payment of the same business transaction."""
     expect(callable(payments_bus), "pass your function: check.ex3(payments_bus, CheckoutCompleted)")
     with use_ids(_fresh_ids("redelivered")):
         first = event_type(order_id="o-1", amount=30.0)
         second = event_type(order_id="o-1", amount=30.0)  # the second instalment
+        later = _caused_by(first, event_type)  # the same business transaction, a new event
     bank = CheckBank()
     bus = _bus_of(payments_bus, bank)
-    for event in (first, first, second, first, second):
+    for event in (first, _redelivered(first), second, _redelivered(first), _redelivered(second)):
         bus.dispatch(event)
     expect(
         len(bank.charges) <= 2,
         f"two payments, delivered five times, charged the card {len(bank.charges)} times: "
-        "a redelivered event was charged again",
+        "a redelivered event was charged again (a redelivery is a new object, equal to the "
+        "first, with the same event_id)",
         "middleware=[idempotent()] remembers each event's id and skips repeats",
     )
     expect(
@@ -249,6 +331,14 @@ def ex3(payments_bus: Callable[[Any], EventBus], event_type: type) -> str:
         "they are two events (two event ids), so two charges",
         "tell events apart by their event_id (the default key), not by order or amount",
     )
+    bus.dispatch(later)
+    expect(
+        bank.charges[2:] == [("o-1", 5.0)],
+        "a later payment of the same business transaction (5.0 for order o-1: a new event, "
+        "the first one's correlation id) was not charged: the correlation id names the "
+        "transaction, not the event",
+        "keep idempotent()'s default key, the event_id",
+    )
 
     # A new event, never seen before: only what this scenario does can skip it.
     with use_ids(_fresh_ids("failed-first")):
@@ -256,12 +346,13 @@ def ex3(payments_bus: Callable[[Any], EventBus], event_type: type) -> str:
     bank = _OnceBusyBank()
     bus = _bus_of(payments_bus, bank)
     bus.dispatch(failed_first)  # the bank was busy: this delivery failed
-    bus.dispatch(failed_first)  # the broker delivers it again
+    bus.dispatch(_redelivered(failed_first))  # the broker delivers it again
     expect(
         bank.calls == 2,
         f"the first delivery failed (the bank was busy), then the same event came again, and "
         f"the bank was called {bank.calls} time(s) in all: the redelivery was skipped",
-        "remember an event only once its handler succeeded (idempotent() does)",
+        "remember an event only once its handler succeeded (idempotent() does, when the "
+        "failure reaches it)",
     )
     expect(
         bank.charges == [("o-2", 30.0)],
@@ -316,30 +407,38 @@ class CheckProvider:
 @exercise("Exercise 4 (stretch): charge once through timeouts, redeliveries and restarts")
 def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) -> str:
     """``checkout_bus(provider, clock)`` charges each ``event_type`` event exactly once at the
-    provider: through a lost answer (retried), a redelivery to a restarted process (a new
-    bus), and with two events of the same order and amount charged twice."""
+    provider: through a lost answer and a lost request (retried), a redelivery to a restarted
+    process (a new bus), and with two events of the same order and amount, or of the same
+    business transaction, charged twice."""
     expect(
         callable(checkout_bus),
         "pass your function: check.ex4(checkout_bus, CheckoutCompleted)",
     )
-    provider = CheckProvider(lose=1)
     with use_ids(_fresh_ids("checkout")):
         checkout = event_type(order_id="o-1", amount=30.0)
         instalment = event_type(order_id="o-1", amount=30.0)
         later_in_the_same_story = _caused_by(checkout, event_type)
         other_checkout = event_type(order_id="o-2", amount=12.0)
 
-    result = _run_on(checkout_bus, provider, checkout)
+    provider = CheckProvider(lose=1)
+    shop = _Process(checkout_bus, provider)  # the process that runs all along
+    result = shop.dispatch(checkout)
     expect(
-        provider.charges,
-        "the provider was never asked to charge the card",
-        "the handler calls provider.charge(event.order_id, event.amount, idempotency_key=...)",
+        provider.keys,
+        "the provider was never asked to charge the card for a new checkout",
+        "the handler calls provider.charge(event.order_id, event.amount, idempotency_key=...), "
+        "and nothing in front of it skips an event it has not seen (an idempotent() shared "
+        "between runs and keyed by the order remembers order o-1 from an earlier run)",
     )
+    error = _error_of(result)
     expect(
-        result.ok,
+        result.ok or not _is_timeout(error),
         "the provider's answer was lost (a TimeoutError) and the dispatch failed: the shop "
         "does not know the customer paid. A timeout says nothing about whether it worked",
         "retry on TimeoutError, with clock=clock: retry(3, retry_on=TimeoutError, clock=clock)",
+    )
+    expect(
+        result.ok, f"the dispatch failed, and not because of the lost answer: {_error_text(error)}"
     )
     expect(
         len(provider.charges) == 1,
@@ -349,41 +448,54 @@ def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type)
         "the same on every attempt and every delivery of this event, and different for the "
         "next event: idempotency_key=event.event_id",
     )
+    first_key = provider.keys[-1]
 
     lost_request = CheckProvider(lose=0, drop=1)
-    result = _run_on(checkout_bus, lost_request, other_checkout)
+    result = _Process(checkout_bus, lost_request).dispatch(other_checkout)
+    _expect_ok(result, "this time the request itself was lost (a TimeoutError too)")
     expect(
-        result.ok and lost_request.charges == [("o-2", 12.0)],
+        lost_request.charges == [("o-2", 12.0)],
         "this time the request itself was lost (a TimeoutError too, nothing charged), and the "
         f"card was charged {len(lost_request.charges)} time(s): a timeout cannot be taken for "
         "a success either",
         "let TimeoutError reach the retry, and retry with the same key: the provider then "
         "charges once, whichever way the first call got lost",
     )
+    other_key = lost_request.keys[-1]
 
-    result = _run_on(checkout_bus, provider, checkout)  # a restarted process: a new bus
+    result = _Process(checkout_bus, provider).dispatch(_redelivered(checkout))  # restarted
+    _expect_ok(result, "the same event was redelivered to a restarted process (a new bus)")
+    redelivery_key = provider.keys[-1]
     expect(
-        result.ok and len(provider.charges) == 1,
+        len(provider.charges) == 1 or redelivery_key == first_key,
+        "the same event, redelivered to a restarted process (a new bus), charged the card "
+        "again: it sent another key than the first delivery did. A redelivery is a new "
+        "object, equal to the first: the key must come from the event's id, not from the "
+        "object (its id() or anything else that changes between deliveries)",
+        "idempotency_key=event.event_id: the same in every delivery and every process",
+    )
+    expect(
+        len(provider.charges) == 1,
         "the same event, redelivered to a restarted process (a new bus), charged the card "
         f"again ({len(provider.charges)} charges): what the old process remembered is gone",
         "idempotent() remembers in memory only; the provider keeps the keys: send the event's "
         "id as idempotency_key",
     )
 
-    result = _run_on(checkout_bus, provider, instalment)
-    expect(
-        result.ok and len(provider.charges) == 2,
-        f"a second instalment (a new event, same order, same amount) left {len(provider.charges)}"
-        " charge(s): the provider took it for the first one, so the key came from the content",
+    _expect_charged(
+        shop,
+        instalment,
+        2,
+        "a second instalment (a new event, same order, same amount)",
+        _same_key_words(first_key, other_key),
         "the key names the event, not what it says: event.event_id",
     )
-
-    result = _run_on(checkout_bus, provider, later_in_the_same_story)
-    expect(
-        result.ok and len(provider.charges) == 3,
-        "a later charge in the same business transaction (same correlation id, new event) "
-        f"left {len(provider.charges)} charge(s): the correlation id names the transaction, "
-        "not the event",
+    _expect_charged(
+        shop,
+        later_in_the_same_story,
+        3,
+        "a later charge in the same business transaction (same correlation id, new event)",
+        ": the correlation id names the transaction, not the event",
         "use event.event_id, not event.correlation_id",
     )
     return (
@@ -392,26 +504,75 @@ def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type)
     )
 
 
+class _Process:
+    """One running shop: the learner's bus for ``provider``, on a virtual clock of its own.
+    A new one stands for a restarted process (what the old one kept in memory is gone)."""
+
+    def __init__(
+        self, checkout_bus: Callable[[Any, VirtualClock], EventBus], provider: CheckProvider
+    ) -> None:
+        self.provider = provider
+        self.clock = VirtualClock()
+        self.bus = checkout_bus(provider, self.clock)
+        expect(
+            isinstance(self.bus, EventBus),
+            f"checkout_bus(provider, clock) returned {type(self.bus).__name__}; "
+            "return the EventBus",
+        )
+
+    def dispatch(self, event: Any) -> DispatchResult:
+        async def dispatch() -> DispatchResult:
+            return self.bus.dispatch(event)
+
+        # On the virtual clock, so that a retry given no clock waits there, not for real.
+        return self.clock.run(dispatch())
+
+
+def _expect_ok(result: DispatchResult, scenario: str) -> None:
+    expect(result.ok, f"{scenario}, and the dispatch failed: {_error_text(_error_of(result))}")
+
+
+def _expect_charged(
+    shop: _Process, event: Any, charges: int, what: str, why: str, hint: str
+) -> None:
+    """Dispatch ``event`` in ``shop``: it must reach the provider and make a new charge."""
+    provider = shop.provider
+    asked = len(provider.keys)
+    result = shop.dispatch(event)
+    _expect_ok(result, what)
+    expect(
+        len(provider.keys) > asked,
+        f"{what} never reached the provider: something in front of the call took it for a "
+        "repeat of the first (an idempotent() keyed by the order, the amount or the "
+        "correlation id cannot tell two payments apart)",
+        "key idempotent() by the event's id (its default), or leave it out: the provider's "
+        "key is what makes the charge safe",
+    )
+    expect(
+        len(provider.charges) >= charges,
+        f"{what} made no new charge: the provider took it for the first one{why}",
+        hint,
+    )
+    expect(
+        len(provider.charges) == charges,
+        f"{what} made {len(provider.charges) - charges + 1} new charges instead of one",
+        "send one key per event, the same on each of its attempts: event.event_id",
+    )
+
+
+def _same_key_words(first_key: object, other_key: object) -> str:
+    if first_key == other_key:
+        return (
+            f": every event sent the same key ({first_key!r}, for order o-2 too), so the key "
+            "names no event at all"
+        )
+    return ", so the key came from the content"
+
+
 def _caused_by(cause: Any, event_type: type) -> Any:
     """A new event in ``cause``'s business transaction (its correlation id, a new event id)."""
     with caused_by(cause):
         return event_type(order_id="o-1", amount=5.0)
-
-
-def _run_on(
-    checkout_bus: Callable[[Any, VirtualClock], EventBus], provider: CheckProvider, event: Any
-) -> DispatchResult:
-    clock = VirtualClock()
-    bus = checkout_bus(provider, clock)
-    expect(
-        isinstance(bus, EventBus),
-        f"checkout_bus(provider, clock) returned {type(bus).__name__}; return the EventBus",
-    )
-
-    async def dispatch() -> DispatchResult:
-        return bus.dispatch(event)
-
-    return clock.run(dispatch())
 
 
 def _key_words(provider: CheckProvider) -> str:
