@@ -132,6 +132,12 @@ def ex2(deliver: Callable[[OutboxMessage, EventBus, Any, set[str]], object]) -> 
             f"the check delivered 6 messages but your function was called {consumer.calls} times",
         )
         expect(
+            subjects,
+            "the shop sent no confirmation at all: the bus got nothing its handlers take",
+            "dispatch the event that registry.from_json(message.event_type, "
+            "message.schema_version, message.payload) returns, not the message itself",
+        )
+        expect(
             len(subjects) >= 3 and len(set(subjects)) == 3,
             f"the shop sent {len(subjects)} confirmations for 3 orders ({', '.join(subjects)}); "
             "each order must be confirmed, even when every message is an OrderCreated",
@@ -147,7 +153,49 @@ def ex2(deliver: Callable[[OutboxMessage, EventBus, Any, set[str]], object]) -> 
             seen == {"evt-1", "evt-2", "evt-3"},
             f"seen should hold the three event ids, got {sorted(seen)}",
         )
+        _stopped_inside_a_handler(deliver, Path(folder))
     return "at-least-once delivery plus deduplication by event id: each order confirmed once"
+
+
+class _ProcessStopped(BaseException):
+    """The process stopped inside a handler. Not an ``Exception``: the bus records a handler's
+    errors, but nothing in the process catches its end."""
+
+
+def _stop_at_first_sight_of(order_id: str) -> Callable[[OrderCreated], None]:
+    seen_it: list[str] = []
+
+    def stop(event: OrderCreated) -> None:
+        if event.order_id == order_id and not seen_it:
+            seen_it.append(order_id)
+            raise _ProcessStopped(f"the process stopped inside a handler of {order_id}")
+
+    return stop
+
+
+def _stopped_inside_a_handler(deliver: Callable[..., object], folder: Path) -> None:
+    """Deliver three messages; the process stops inside the handlers of the second one,
+    before its confirmation. ``seen`` is kept, as a record outside the process would be,
+    and every message comes again (re-sent or reclaimed)."""
+    _, outbox = _shop_outbox(folder, 3, "stopped.db")
+    bus, shop, seen, registry = EventBus(), Shop(), set[str](), order_registry()
+    bus.register(OrderCreated, _stop_at_first_sight_of("o-2"))  # runs before the shop's
+    shop.register(bus)
+    messages = outbox.waiting()
+    for message in messages:
+        with contextlib.suppress(_ProcessStopped):
+            deliver(message, bus, registry, seen)
+    for message in messages:
+        deliver(message, bus, registry, seen)
+    subjects = [mail.subject for mail in shop.mailer.sent]
+    expect(
+        "Order o-2 confirmed" in subjects,
+        "the process stopped inside the handlers of evt-2, before o-2's confirmation; when "
+        "evt-2 came again your function skipped it, so o-2 was never confirmed (the check "
+        "keeps seen across the stop, as a record outside the process would be)",
+        "add message.event_id to seen only after bus.dispatch(...) has returned: an id in "
+        "seen must mean 'its handlers ran', not 'it arrived'",
+    )
 
 
 class _Consumer:
@@ -219,24 +267,42 @@ HandleOnce = Callable[[sqlite3.Connection, str, Callable[[sqlite3.Connection], N
 
 
 class _CrashAtTheMark(sqlite3.Connection):
-    """A connection whose first write of a mark into ``handled`` dies, as the process would."""
+    """A connection whose first write of a mark into ``handled`` dies, as the process would.
+
+    SQLite's authorizer sees every statement as it is prepared, whatever wrote it
+    (``INSERT``, ``INSERT OR IGNORE``, ``REPLACE``, ``execute`` or a cursor): at the first
+    insert into ``handled`` it refuses the statement, and ``execute`` then raises the crash.
+    """
 
     armed = False
+    crashed = False
+
+    def arm(self) -> None:
+        self.armed = True
+        self.set_authorizer(self._stop_at_the_mark)
+
+    def _stop_at_the_mark(self, action: int, table: str | None, *_: object) -> int:
+        if self.armed and action == sqlite3.SQLITE_INSERT and table == "handled":
+            self.armed, self.crashed = False, True
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        words = sql.lower()
-        if self.armed and "insert" in words and "handled" in words:
-            self.armed = False
-            raise SimulatedCrash("simulated crash: the process stopped at the mark")
-        return super().execute(sql, parameters)
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError:
+            if self.crashed:
+                raise SimulatedCrash("simulated crash: the process stopped at the mark") from None
+            raise
 
 
-def _open(path: Path, *, crash_at_mark: bool = False) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=10, isolation_level=None, factory=_CrashAtTheMark)
+def _open(path: Path, *, crash_at_mark: bool = False, **options: Any) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=10, isolation_level=None, factory=_CrashAtTheMark, **options)
     assert isinstance(db, _CrashAtTheMark)
-    db.armed = crash_at_mark
     db.execute("CREATE TABLE IF NOT EXISTS handled (event_id TEXT PRIMARY KEY)")
     db.execute("CREATE TABLE IF NOT EXISTS receipts (event_id TEXT, note TEXT)")
+    if crash_at_mark:
+        db.arm()
     return db
 
 
@@ -270,13 +336,22 @@ def _marked(path: Path, event_id: str) -> bool:
     return bool(_count(path, f"SELECT COUNT(*) FROM handled WHERE event_id = '{event_id}'"))
 
 
-def _deliver_crashing(handle_once: HandleOnce, path: Path, event_id: str, **how: Any) -> None:
-    """One delivery that dies half-way; closing the connection is the process going away."""
+def _deliver_crashing(handle_once: HandleOnce, path: Path, event_id: str, **how: Any) -> bool:
+    """One delivery that dies half-way; closing the connection is the process going away.
+    Return whether it died (at the mark, that needs a mark written through ``db``)."""
     db = _open(path, crash_at_mark=bool(how.get("at_mark")))
     effect = _receipt("first try") if how.get("at_mark") else _crashing_receipt
-    with contextlib.suppress(SimulatedCrash):
+    died = True
+    try:
         handle_once(db, event_id, effect)
+        died = False
+    except SimulatedCrash:
+        pass
+    except sqlite3.DatabaseError:  # the refused mark, when it went through a cursor
+        if not getattr(db, "crashed", False):
+            raise
     db.close()
+    return died
 
 
 def _redeliver(handle_once: HandleOnce, path: Path, event_id: str) -> None:
@@ -348,7 +423,12 @@ def ex4(handle_once: HandleOnce) -> str:
             "commit the mark together with the effect, in one transaction, never before it",
         )
         _redeliver(handle_once, path, "evt-5")
-        _deliver_crashing(handle_once, path, "evt-6", at_mark=True)
+        expect(
+            _deliver_crashing(handle_once, path, "evt-6", at_mark=True),
+            "the check stops the process when your function writes evt-6's mark, and it never "
+            "wrote one: the marks must go in the table handled, through db",
+            'db.execute("INSERT INTO handled VALUES (?)", (event_id,)) is the mark',
+        )
         _redeliver(handle_once, path, "evt-6")
         expect(
             _receipts(path) == 5,
@@ -372,10 +452,61 @@ def ex4(handle_once: HandleOnce) -> str:
             "start with BEGIN IMMEDIATE: from there on no other connection can write the file, "
             "so the second delivery waits, then sees the mark",
         )
+        returned, failure = _while_another_process_holds(handle_once, path, "evt-8")
+        expect(
+            not failure and _receipts(path) == 7,
+            "another process was in the middle of evt-8 (its mark and receipt written, not "
+            "committed yet) when your function got the same id: "
+            + (f"it failed with {failure}" if failure else "it did the effect as well (2 receipts)")
+            + "; whatever made your two threads wait for each other does not reach another "
+            "process",
+            "only SQLite's own lock is seen by every process: BEGIN IMMEDIATE waits for the "
+            "other's COMMIT, and the lookup after it finds the other's mark",
+        )
+        expect(
+            returned is False,
+            f"evt-8 was handled by another process, so it is a duplicate here: return False, "
+            f"got {returned!r}",
+        )
     return (
         "the effect and its mark commit together, keyed by the event id, and a second "
         "delivery waits for the first: once per event id, through crashes and races"
     )
+
+
+def _while_another_process_holds(
+    handle_once: HandleOnce, path: Path, event_id: str
+) -> tuple[object, str]:
+    """Another process (a connection of the check's own) has begun handling ``event_id``:
+    its mark and receipt are written, not committed. Deliver the same id to the learner's
+    function in a thread; once that has started a statement, let the other commit. Return
+    what the function returned and the error it raised, if any."""
+    other = sqlite3.connect(path, timeout=10, isolation_level=None)
+    db = _open(path, check_same_thread=False)
+    started = threading.Event()
+    db.set_trace_callback(lambda statement: started.set())
+    outcome: list[object] = [None, ""]
+
+    def deliver() -> None:
+        try:
+            outcome[0] = handle_once(db, event_id, _receipt("this process"))
+        except Exception as error:  # reported to the learner, not raised in a thread
+            outcome[1] = f"{type(error).__name__}: {error}"
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO handled VALUES (?)", (event_id,))
+        other.execute("INSERT INTO receipts VALUES (?, ?)", (event_id, "other process"))
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        started.wait(5)
+        thread.join(0.3)  # time to reach the lock (or to get past it, if nothing stops it)
+        other.execute("COMMIT")
+        thread.join(30)
+    finally:
+        other.close()
+        db.close()
+    return outcome[0], str(outcome[1])
 
 
 def _at_once(handle_once: HandleOnce, path: Path, event_id: str) -> list[str]:
