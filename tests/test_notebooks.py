@@ -281,7 +281,9 @@ def test_saved_widget_ids_are_the_renumbered_ones(path: Path) -> None:
 
 REEXECUTED = [
     NOTEBOOKS / "02_handlers_and_registration.ipynb",  # widgets, errors raised on purpose
+    NOTEBOOKS / "08_async_and_concurrency.ipynb",  # tasks, timeouts and cancellation
     NOTEBOOKS / "09_event_sourcing_and_projections.ipynb",  # widgets, a chained error
+    NOTEBOOKS / "11_outbox_and_brokers.ipynb",  # real Redis, worker processes killed
 ]
 
 
