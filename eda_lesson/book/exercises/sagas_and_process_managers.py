@@ -4,29 +4,35 @@ event store which compensating steps a saga took, and (stretch) decide what a sa
 an answer is late.
 
 Each check runs the learner's code against real objects: the shop's
-:data:`~eda_lesson.shop.fulfilment.FULFILMENT` machine (and a second machine the learner has not
-seen),
-real fulfilment runs in a choreographed or orchestrated shop, a real SQLite store holding the
-saga's events. Nothing the learner's code prints reaches the notebook's output.
+:data:`~eda_lesson.shop.fulfilment.FULFILMENT` machine (and a second machine the learner has
+not seen), real fulfilment runs in a choreographed or orchestrated shop, a real SQLite store
+holding the saga's events. In exercises 1 and 4 an error the learner's code raises is
+reported with the case that raised it; an answer of the wrong shape (a tuple for a list,
+transitions for state names) is named as such before its value is compared. Nothing the
+learner's code prints reaches the notebook's output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from eda_lesson.book.exercises import exercise, expect
-from eda_lesson.core.result import describe_value
+from eda_lesson.book.exercises import RequirementNotMetError, exercise, expect
+from eda_lesson.core.messages import Command
+from eda_lesson.core.result import DispatchResult, describe_value
 from eda_lesson.patterns.saga import Deadline, StateMachine, Transition
 from eda_lesson.patterns.store import SQLiteEventStore
 from eda_lesson.shop.events import LineItem
 from eda_lesson.shop.fulfilment import (
     FULFILMENT,
     ChoreographedFulfilment,
+    FulfilmentSaga,
     OrchestratedFulfilment,
     PaymentFailed,
+    StockReleased,
     fulfilment_registry,
 )
 
@@ -91,18 +97,20 @@ def ex1(walk: object) -> str:
         told = ", ".join(names) or "no events"
         try:
             got = _quietly(walk, machine, list(names))
-        except AttributeError as error:
-            expect(
-                "NoneType" not in str(error),
-                f"walking {machine.name!r} over [{told}] raised AttributeError: {error}",
-                "machine.transition(state, name) is None when the event is not expected in "
-                "that state: pass over that event and keep the state",
-            )
-            raise
+        except Exception as error:  # the learner's code raised: explain it, do not crash
+            _refuse_an_error_on_the_unexpected(machine, names, told, error)
         expect(
             isinstance(got, list),
             f"walk({machine.name!r}, [{told}]) returned {describe_value(got)}, not a list",
             "return the list of states, starting with machine.initial",
+        )
+        not_names = [state for state in got if not isinstance(state, str)]
+        expect(
+            not not_names,
+            f"walking {machine.name!r} over [{told}], your list holds "
+            f"{describe_value(not_names[0]) if not_names else ''}; it lists states by name",
+            "a transition is not a state: append transition.target, the name of the state "
+            "it leads to",
         )
         expect(
             got == wanted,
@@ -112,9 +120,40 @@ def ex1(walk: object) -> str:
     return "it follows the machine, from the state it is in, and passes over the unexpected"
 
 
+def _refuse_an_error_on_the_unexpected(
+    machine: StateMachine, names: list[str], told: str, error: Exception
+) -> NoReturn:
+    """Stop the check: the walk raised, most likely on an event its state does not expect."""
+    state, unexpected = machine.initial, ""
+    for name in names:  # the first event the right walk passes over
+        transition = machine.transition(state, name)
+        if transition is None:
+            unexpected = name
+            break
+        state = transition.target
+    where = f" ({unexpected} is not expected in {state!r})" if unexpected else ""
+    raise RequirementNotMetError(
+        f"walking {machine.name!r} over [{told}] raised {type(error).__name__}: {error}{where}",
+        "machine.transition(state, name) is None when the event is not expected in that "
+        "state: pass over that event and keep the state, with no error (messages come twice "
+        "or late, and a process manager must live with it)",
+    )
+
+
 def _walk_hint(got: list[object], wanted: list[str]) -> str:
     if not got or got[0] != wanted[0]:
         return "start the list with machine.initial"
+    if any(state == following for state, following in itertools.pairwise(got)):
+        return (
+            "passing over an event adds nothing to the list: it holds each state the "
+            "process moved into, once per move"
+        )
+    if 1 < len(got) < len(wanted) and got == wanted[: len(got)]:  # moved, then stopped
+        return (
+            "keep walking after an event the state does not expect (pass over it, do not "
+            "stop), and look each name up from the state you are in now, states[-1], which "
+            "changes with every move"
+        )
     if len(got) < len(wanted):
         return "for each event name: t = machine.transition(state, name); if t, move to t.target"
     return (
@@ -135,7 +174,7 @@ def _choreographed_without_compensation() -> ChoreographedFulfilment:
 @exercise("Exercise 2: compensation in a choreography")
 def ex2(add_compensation: object) -> str:
     """``add_compensation(shop)``: register, on ``shop.bus``, a handler that releases the stock
-    when a payment fails and returns the StockReleased event."""
+    when a payment fails and publishes the StockReleased event, once."""
     expect(
         callable(add_compensation),
         f"pass your function itself, got {describe_value(add_compensation)}",
@@ -152,6 +191,7 @@ def ex2(add_compensation: object) -> str:
     )
     shop.payments.declined.add("o-1")
     result = _quietly(shop.place_order, "o-1", "c-7", BOOK, 12.0)
+    _refuse_a_command_nobody_carries_out(result)
     expect(
         result.ok,
         f"a handler failed during the run: {_first_failure(result)}",
@@ -164,11 +204,35 @@ def ex2(add_compensation: object) -> str:
         f"after the payment failed the shelf holds {shelf}; the reserved book should be back",
         "call shop.warehouse.release(event.order_id, event.reason): it puts the items back",
     )
+    released = [r for r in result.events if isinstance(r.event, StockReleased)]
     expect(
-        order.status == "cancelled",
+        released or order.status != "cancelled",
+        "the book is back and the order cancelled, but no StockReleased was published: your "
+        "handler cancelled the order itself",
+        "in a choreography the participants know each other's events, not each other: publish "
+        "the StockReleased that shop.warehouse.release(...) gives you (return it), and the "
+        "order's handler, which listens to StockReleased, cancels the order",
+    )
+    expect(
+        released,
         f"the stock is back, but the order is still {order.status!r}",
         "return the StockReleased that shop.warehouse.release(...) gives you: the order's "
         "handler listens to StockReleased and cancels the order",
+    )
+    expect(
+        len(released) == 1,
+        f"StockReleased was published {len(released)} times for one failed payment, so the "
+        f"order's handler heard it {len(released)} times",
+        "publish it once: return it, or dispatch it, not both (and register one handler)",
+    )
+    cancelled_for = order.cancel_reason
+    declined = "card declined for order o-1"
+    expect(
+        cancelled_for == declined,
+        f"the order was cancelled with the reason {cancelled_for!r}; the gateway said: "
+        + repr(declined),
+        "pass the failure's reason on: shop.warehouse.release(event.order_id, event.reason), so "
+        "the order says why it was cancelled",
     )
     happy = _choreographed_without_compensation()
     _quietly(add_compensation, happy)
@@ -179,6 +243,20 @@ def ex2(add_compensation: object) -> str:
         "release only in the handler for PaymentFailed",
     )
     return "a failed payment puts the book back and cancels the order; a paid one still ships"
+
+
+def _refuse_a_command_nobody_carries_out(result: DispatchResult) -> None:
+    """Stop the check if the learner's handler sent a command: nobody in a choreography
+    carries commands out, so the bus refused it."""
+    commands = [type(r.event).__name__ for r in result.events if isinstance(r.event, Command)]
+    expect(
+        not commands,
+        f"your handler sent the command {commands[0] if commands else ''}, and in this "
+        "choreographed shop nobody carries it out (the bus refused it: a command needs its "
+        "one handler)",
+        "in a choreography nobody gives orders: the participant does the work itself. Call "
+        "shop.warehouse.release(event.order_id, event.reason) and return the event it gives",
+    )
 
 
 def _first_failure(result: Any) -> str:
@@ -216,23 +294,52 @@ def ex3(compensations: object) -> str:
         "check.ex3(compensations)",
     )
     assert callable(compensations)
-    wanted = {"o-1": [], "o-2": ["releasing stock", "cancelling"], "o-3": []}
+    story = {"o-1": "was shipped", "o-2": "had its payment declined", "o-3": "was out of stock"}
     with tempfile.TemporaryDirectory() as folder, _runs(str(Path(folder) / "shop.db")) as store:
-        got = {order_id: _quietly(compensations, store, order_id) for order_id in wanted}
+        got = {order_id: _quietly(compensations, store, order_id) for order_id in story}
+        paths = {order_id: _saga_path(store, order_id) for order_id in story}
+    wanted = {"o-1": [], "o-2": ["releasing stock", "cancelling"], "o-3": []}
     for order_id, states in wanted.items():
-        story = {"o-1": "was shipped", "o-2": "had its payment declined", "o-3": "was out of stock"}
+        found = got[order_id]
+        told = f"for {order_id}, which {story[order_id]}, you found"
         expect(
-            got[order_id] == states,
-            f"for {order_id}, which {story[order_id]}, you found {got[order_id]}; "
-            f"the saga's events say {states}",
-            _story_hint(got[order_id]),
+            isinstance(found, list),
+            f"{told} {describe_value(found)}, not a list",
+            "return a list of state names, in the order the saga entered them (a set has no "
+            "order, and a single state is not the story)",
+        )
+        expect(
+            found == states,
+            f"{told} {found}; the saga's events say {states}",
+            _story_hint(found, paths[order_id]),
         )
     return "read from the fulfilment stream: only the declined payment was compensated"
 
 
-def _story_hint(got: object) -> str:
-    if isinstance(got, list) and "awaiting stock" in got:
-        return "keep only the transitions marked compensating (t.compensating)"
+def _saga_path(store: SQLiteEventStore, order_id: str) -> list[Transition]:
+    stream = store.read(FulfilmentSaga.stream_for(order_id))
+    return FulfilmentSaga.from_events(stored.event for stored in stream).path
+
+
+def _story_hint(got: list[object], path: list[Transition]) -> str:
+    compensating = [t for t in path if t.compensating]
+    if compensating and got == compensating:
+        return "return the states' names (t.target), not the transitions"
+    wrong_part = {
+        "the states they left (t.source)": [t.source for t in compensating],
+        "the events that moved the saga (t.trigger)": [t.trigger for t in compensating],
+        "the commands they sent (t.sends)": [t.sends for t in compensating],
+    }
+    for part, values in wrong_part.items():
+        if compensating and got == values:
+            return f"you listed {part}; the question is the states they entered: t.target"
+    if any(state in {t.target for t in path if not t.compensating} for state in got):
+        why = (
+            ": cancelling after a refused reservation undoes nothing, since nothing was done yet"
+            if "cancelling" in got and not compensating
+            else ""
+        )
+        return f"keep only the transitions marked compensating (t.compensating){why}"
     return (
         "rebuild the saga from its stream: FulfilmentSaga.from_events(s.event for s in "
         "store.read(FulfilmentSaga.stream_for(order_id))), then look at saga.path"
@@ -291,12 +398,25 @@ def ex4(on_deadline: object) -> str:
     )
     assert callable(on_deadline)
     for machine, state, attempts, wanted, case in _LATE:
-        got = _quietly(on_deadline, machine, state, attempts)
         told = f"on_deadline({machine.name!r}, {state!r}, attempts={attempts})"
+        try:
+            got = _quietly(on_deadline, machine, state, attempts)
+        except Exception as error:  # the learner's code raised: say on which case
+            raise RequirementNotMetError(
+                f"{told} ({case}) raised {type(error).__name__}: {error}",
+                _unseen_machine(machine, "run that call yourself to see the traceback"),
+            ) from error
+        expect(
+            got is None or _decision_shaped(got),
+            f"{told} ({case}) gave {describe_value(got)}; it returns None or a tuple of two "
+            "strings, (what to do, a name), such as ('flag', '')",
+            "what to do is 'retry', 'give up' or 'flag'; the name is the command to send "
+            "again, the trigger to give up as, or '' for a flag",
+        )
         expect(
             got == wanted,
             f"{told} ({case}) gave {got!r}; it should give {wanted!r}",
-            _late_hint(got, wanted),
+            _unseen_machine(machine, _late_hint(got, wanted, machine.deadline(state))),
         )
     return (
         "a late answer is asked for again while tries are left, then given up into the "
@@ -304,11 +424,40 @@ def ex4(on_deadline: object) -> str:
     )
 
 
-def _late_hint(got: object, wanted: object) -> str:
+_DECISIONS = ("retry", "give up", "flag")
+
+
+def _decision_shaped(got: object) -> bool:
+    return (
+        isinstance(got, tuple)
+        and len(got) == 2
+        and got[0] in _DECISIONS
+        and isinstance(got[1], str)
+    )
+
+
+def _unseen_machine(machine: StateMachine, hint: str) -> str:
+    """The hint, and for the machine the learner has not seen, where to look: every case of
+    FULFILMENT comes first, so an answer that fails here passed them all."""
+    if machine is FULFILMENT:
+        return hint
+    return (
+        f"{hint} (every case of FULFILMENT passed: does your function read everything from "
+        "machine, the one passed in, and nothing from FULFILMENT?)"
+    )
+
+
+def _late_hint(got: object, wanted: object, deadline: Deadline | None) -> str:
     if wanted is None:
         return "machine.deadline(state) is None when the state waits for nothing: return None"
     assert isinstance(wanted, tuple)
-    retried = isinstance(got, tuple) and bool(got) and got[0] == "retry"
+    if got is None:
+        return (
+            f"this state waits for an answer (machine.deadline(state) is {deadline!r}), so a "
+            "late answer needs a decision, not None"
+        )
+    assert isinstance(got, tuple)
+    retried = got[0] == "retry"
     if wanted[0] == "retry" and retried:
         return (
             "re-send the command that led INTO this state: the `sends` of a transition whose "
