@@ -539,7 +539,7 @@ class FulfilmentProcess:
     def _act_on_lateness(self, saga: FulfilmentSaga, now: float) -> object | None:
         state, tries = saga.state, plural(saga.attempts, "try", "tries")
         if saga.retry(now):
-            return self._save(saga, self._sends_in(state))
+            return self._save(saga, self._sends_in(saga.machine, state))
         deadline = saga.machine.deadline(state)
         reason = f"no answer in {state!r} after {tries}"
         if deadline is not None and deadline.gives_up_as:
@@ -549,9 +549,11 @@ class FulfilmentProcess:
         saga.stall(reason)
         return self._save(saga, "")
 
-    def _sends_in(self, state: str) -> str:
-        """The command that leads into ``state`` (what is re-sent while waiting there)."""
-        into = [t for t in FULFILMENT.transitions if t.target == state and t.sends]
+    @staticmethod
+    def _sends_in(machine: StateMachine, state: str) -> str:
+        """The command that leads into ``state`` of the saga's ``machine`` (what is re-sent
+        while waiting there)."""
+        into = [t for t in machine.transitions if t.target == state and t.sends]
         return into[0].sends if into else ""
 
     def _save(self, saga: FulfilmentSaga, sends: str) -> object | None:
