@@ -11,6 +11,7 @@ import pytest
 from feedback import correct, not_yet
 
 from eda_lesson import EventBus
+from eda_lesson.book.exercises import Feedback
 from eda_lesson.book.exercises import failures_retries_dead_letters as check
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.messages import Message
@@ -281,18 +282,21 @@ def test_a_check_never_raises_what_the_learners_code_raises() -> None:
 # ---------------------------------------------------------------------- exercise 4
 
 
-def checkout_bus_solution(provider: Any, clock: VirtualClock) -> EventBus:
+def checkout_bus_solution(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
     def charge(event: CheckoutCompleted) -> None:
         provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
 
     bus = EventBus()
-    bus.register(
-        CheckoutCompleted, charge, middleware=[retry(3, retry_on=TimeoutError, clock=clock)]
-    )
+    layers = [dead_letters(store), retry(3, retry_on=TimeoutError, clock=clock)]
+    bus.register(CheckoutCompleted, charge, middleware=layers)
     return bus
 
 
-def checkout_bus_stub(provider: Any, clock: VirtualClock) -> EventBus:
+def replay_letters_solution(store: DeadLetterStore, bus: EventBus) -> list[Replayed]:
+    return store.replay(bus)
+
+
+def checkout_bus_stub(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
     def charge(event: CheckoutCompleted) -> None:
         provider.charge(event.order_id, event.amount)
 
@@ -301,8 +305,17 @@ def checkout_bus_stub(provider: Any, clock: VirtualClock) -> EventBus:
     return bus
 
 
-def checkout_bus_keyed(key: Any, *, swallow: bool = False) -> Any:
-    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+def replay_letters_stub(store: DeadLetterStore, bus: EventBus) -> None:
+    pass
+
+
+def checkout_bus_keyed(
+    key: Any, *, layers: str = "idr", reraise: bool = True, swallow: bool = False
+) -> Any:
+    """A bus whose handler sends ``key(event)``, inside ``layers`` listed outermost first:
+    ``d`` dead_letters(store), ``i`` idempotent(), ``r`` retry on TimeoutError."""
+
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
         def charge(event: CheckoutCompleted) -> None:
             try:
                 provider.charge(event.order_id, event.amount, idempotency_key=key(event))
@@ -310,41 +323,51 @@ def checkout_bus_keyed(key: Any, *, swallow: bool = False) -> Any:
                 if not swallow:
                     raise
 
+        made = {
+            "d": lambda: dead_letters(store, reraise=reraise),
+            "i": idempotent,
+            "r": lambda: retry(3, retry_on=TimeoutError, clock=clock),
+        }
         bus = EventBus()
-        policy = retry(3, retry_on=TimeoutError, clock=clock)
-        bus.register(CheckoutCompleted, charge, middleware=[idempotent(), policy])
+        bus.register(CheckoutCompleted, charge, middleware=[made[layer]() for layer in layers])
         return bus
 
     return checkout_bus
 
 
+by_event_id = checkout_bus_keyed(lambda event: event.event_id, layers="dr")
+
+
+def ex4(checkout_bus: Any, replay_letters: Any = replay_letters_solution) -> Feedback:
+    return check.ex4(checkout_bus, replay_letters, CheckoutCompleted)
+
+
 def test_ex4_passes_on_the_solution() -> None:
-    feedback = check.ex4(checkout_bus_solution, CheckoutCompleted)
+    feedback = ex4(checkout_bus_solution)
     assert feedback.passed, feedback
+    assert repr(feedback).startswith("Correct! Exercise 4 (stretch)")
 
 
 def test_ex4_says_the_stub_left_the_lost_answer_unretried() -> None:
-    feedback = check.ex4(checkout_bus_stub, CheckoutCompleted)
+    feedback = ex4(checkout_bus_stub, replay_letters_stub)
     assert not feedback.passed and "the dispatch failed" in feedback.message
+    assert "Hint:" not in repr(feedback) and "store.replay" not in repr(feedback)
 
 
 def test_ex4_says_a_retry_without_a_key_charges_twice_even_behind_idempotent() -> None:
-    feedback = check.ex4(checkout_bus_keyed(lambda event: None), CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(lambda event: None))
     assert not feedback.passed
     assert "charged 2 times" in feedback.message and "no idempotency_key" in feedback.message
 
 
 def test_ex4_says_a_new_key_on_every_attempt_is_no_key() -> None:
     attempts = iter(range(100))
-    feedback = check.ex4(
-        checkout_bus_keyed(lambda event: f"attempt-{next(attempts)}"), CheckoutCompleted
-    )
+    feedback = ex4(checkout_bus_keyed(lambda event: f"attempt-{next(attempts)}"))
     assert not feedback.passed and "each attempt sent a different" in feedback.message
 
 
 def test_ex4_says_a_timeout_cannot_be_taken_for_a_success() -> None:
-    answer = checkout_bus_keyed(lambda event: event.event_id, swallow=True)
-    feedback = check.ex4(answer, CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(lambda event: event.event_id, swallow=True))
     assert not feedback.passed and "the request itself was lost" in feedback.message
 
 
@@ -358,35 +381,36 @@ def test_ex4_says_a_timeout_cannot_be_taken_for_a_success() -> None:
     ids=["order and amount", "order", "repr"],
 )
 def test_ex4_says_a_key_from_the_content_refuses_the_second_instalment(key: Any) -> None:
-    feedback = check.ex4(checkout_bus_keyed(key), CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(key))
     assert not feedback.passed and "the key came from the content" in feedback.message
 
 
 def test_ex4_says_the_correlation_id_names_the_transaction_not_the_event() -> None:
-    answer = checkout_bus_keyed(lambda event: event.correlation_id)
-    feedback = check.ex4(answer, CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(lambda event: event.correlation_id))
     assert not feedback.passed and "correlation id names the transaction" in feedback.message
 
 
-def test_ex4_asks_for_the_bus() -> None:
-    feedback = check.ex4(lambda provider, clock: None, CheckoutCompleted)
+def test_ex4_asks_for_the_bus_and_both_functions() -> None:
+    feedback = ex4(lambda provider, store, clock: None)
     assert not feedback.passed and "returned NoneType" in feedback.message
+    one_function = check.ex4(checkout_bus_solution, None, CheckoutCompleted)  # type: ignore[arg-type]
+    not_yet(one_function, "pass your two functions")
 
 
 def test_ex4_passes_twice_on_a_solution_that_shares_one_idempotent_between_buses() -> None:
     shared = idempotent(seen=set(), name="checkout.charge")
 
-    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
         def charge(event: CheckoutCompleted) -> None:
             provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
 
         bus = EventBus()
         policy = retry(3, retry_on=TimeoutError, clock=clock)
-        bus.register(CheckoutCompleted, charge, middleware=[shared, policy])
+        bus.register(CheckoutCompleted, charge, middleware=[dead_letters(store), shared, policy])
         return bus
 
     for _ in range(2):
-        feedback = check.ex4(checkout_bus, CheckoutCompleted)
+        feedback = ex4(checkout_bus)
         assert feedback.passed, feedback
 
 
@@ -505,29 +529,29 @@ def test_ex3_accepts_the_event_itself_as_the_key() -> None:
 
 
 def test_ex4_refuses_a_key_made_from_the_object_not_the_event() -> None:
-    feedback = check.ex4(checkout_bus_keyed(id), CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(id))
     not_yet(feedback, "redelivered to a restarted process", "another key than the first")
     assert not re.search(r"\d{8}", feedback.message)  # no memory address quoted
 
 
 def test_ex4_says_one_key_for_every_event_names_no_event() -> None:
-    feedback = check.ex4(checkout_bus_keyed(lambda event: "checkout"), CheckoutCompleted)
+    feedback = ex4(checkout_bus_keyed(lambda event: "checkout"))
     not_yet(feedback, "made no new charge", "every event sent the same key ('checkout'")
     assert "came from the content" not in feedback.message
 
 
 def test_ex4_says_a_filter_keyed_by_the_order_keeps_the_instalment_from_the_provider() -> None:
-    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
         def charge(event: CheckoutCompleted) -> None:
             provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
 
         by_order = idempotent(key=lambda event: event.order_id)
         policy = retry(3, retry_on=TimeoutError, clock=clock)
         bus = EventBus()
-        bus.register(CheckoutCompleted, charge, middleware=[by_order, policy])
+        bus.register(CheckoutCompleted, charge, middleware=[by_order, dead_letters(store), policy])
         return bus
 
-    feedback = check.ex4(checkout_bus, CheckoutCompleted)
+    feedback = ex4(checkout_bus)
     not_yet(feedback, "a second instalment", "never reached the provider", "keyed by the order")
     assert "the key came from the content" not in feedback.message
 
@@ -536,19 +560,203 @@ def test_ex4_quotes_the_error_of_a_handler_that_returns_the_charge_id() -> None:
     """The idea is right; the bus refuses the str an event handler returned. The feedback
     says so instead of blaming the lost answer."""
 
-    def checkout_bus(provider: Any, clock: VirtualClock) -> EventBus:
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
         def charge(event: CheckoutCompleted) -> Any:
             return provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
 
         bus = EventBus()
         policy = retry(3, retry_on=TimeoutError, clock=clock)
-        bus.register(CheckoutCompleted, charge, middleware=[policy])
+        bus.register(CheckoutCompleted, charge, middleware=[dead_letters(store), policy])
         return bus
 
-    feedback = check.ex4(checkout_bus, CheckoutCompleted)
+    feedback = ex4(checkout_bus)
     not_yet(feedback, "not because of the lost answer", "returned 'ch-1' (a str)")
     assert "the shop does not know the customer paid" not in feedback.message
 
 
-def test_ex4_accepts_a_default_idempotent_in_front_of_the_keyed_retry() -> None:
-    correct(check.ex4(checkout_bus_keyed(lambda event: event.event_id), CheckoutCompleted))
+# The layers and the dead-letter store
+
+
+def test_ex4_says_a_dead_letter_layer_inside_the_retry_keeps_a_payment_that_went_through() -> None:
+    not_yet(
+        ex4(checkout_bus_keyed(lambda event: event.event_id, layers="rd")),
+        "the retry got through on its second attempt",
+        "the dead-letter store holds 1 letter",
+        "sits inside the retry",
+        "the first layer listed is the outermost",
+    )
+
+
+def test_ex4_says_a_dead_letter_layer_with_no_retry_gives_up_at_the_first_timeout() -> None:
+    not_yet(
+        ex4(checkout_bus_keyed(lambda event: event.event_id, layers="d", reraise=False)),
+        "went straight into the dead-letter store",
+        "nothing asked the provider again",
+    )
+
+
+def test_ex4_says_without_dead_letters_the_outage_loses_both_checkouts() -> None:
+    feedback = ex4(checkout_bus_keyed(lambda event: event.event_id, layers="ir"))
+    not_yet(feedback, "stayed down through every attempt", "neither is in the dead-letter store")
+    not_yet(feedback, "o-3 is charged with no order marked paid", "dead_letters(store)")
+
+
+def test_ex4_says_a_store_of_its_own_is_not_the_store_given() -> None:
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
+        return by_event_id(provider, DeadLetterStore(clock=clock), clock)
+
+    not_yet(ex4(checkout_bus), "neither is in the dead-letter store checkout_bus was given")
+
+
+def test_ex4_says_an_idempotent_outside_a_swallowing_dead_letter_layer_skips_the_replay() -> None:
+    answer = checkout_bus_keyed(lambda event: event.event_id, layers="idr", reraise=False)
+    not_yet(
+        ex4(answer),
+        "the letter of o-4 out of the store without ever calling the provider",
+        "swallowed the outage's failure (reraise=False)",
+        "marked o-4 as handled when it was only put aside",
+        "put idempotent() inside the dead-letter layer",
+    )
+
+
+def test_ex4_says_a_mark_written_before_the_charge_skips_the_replay() -> None:
+    def with_a_retry(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
+        seen: set[str] = set()
+
+        def charge(event: CheckoutCompleted) -> None:
+            provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
+
+        def remember_first(call: Any, subscription: Any) -> Any:
+            def marked_then_called(event: CheckoutCompleted) -> Any:
+                if event.event_id in seen:
+                    return None
+                seen.add(event.event_id)
+                return call(event)
+
+            return marked_then_called
+
+        bus = EventBus()
+        policy = retry(3, retry_on=TimeoutError, clock=clock)
+        bus.register(
+            CheckoutCompleted, charge, middleware=[remember_first, dead_letters(store), policy]
+        )
+        return bus
+
+    not_yet(ex4(with_a_retry), "a mark written before the charge went through")
+
+
+# The replay
+
+
+def replay_bare(store: DeadLetterStore, bus: EventBus) -> list[Replayed]:
+    return store.replay()
+
+
+def replay_new_events(store: DeadLetterStore, bus: EventBus) -> None:
+    for letter in store:
+        event: Any = letter.event
+        bus.dispatch(CheckoutCompleted(event.order_id, event.amount))
+        store.remove(letter)
+
+
+def replay_and_keep_the_letters(store: DeadLetterStore, bus: EventBus) -> None:
+    for letter in store:
+        bus.dispatch(letter.event)
+
+
+def replay_by_clearing(store: DeadLetterStore, bus: EventBus) -> None:
+    store.clear()
+
+
+def replay_calling_the_handler_by_hand(store: DeadLetterStore, bus: EventBus) -> None:
+    for letter in store:
+        letter.subscription.handler(letter.event)
+        store.remove(letter)
+
+
+def replay_by_hand_through_the_bus(store: DeadLetterStore, bus: EventBus) -> None:
+    for letter in store:
+        if bus.dispatch(letter.event).ok:
+            store.remove(letter)
+
+
+@pytest.mark.parametrize(
+    ("replay", "words"),
+    [
+        (replay_letters_stub, ["the store still holds its 2 letters", "delivered nothing"]),
+        (replay_bare, ["store.replay() calls the handler bare", "nothing tried again"]),
+        (
+            replay_new_events,
+            ["o-3, whose first attempt did charge the card", "now charged 2 times", "own event"],
+        ),
+        (replay_and_keep_the_letters, ["delivered again, yet the store still holds 2 letters"]),
+        (replay_by_clearing, ["the letters were removed without being delivered"]),
+        (
+            replay_calling_the_handler_by_hand,
+            ["replay_letters raised TimeoutError", "the handler was called bare"],
+        ),
+    ],
+    ids=["nothing", "without the bus", "new events", "letters kept", "cleared", "by hand"],
+)
+def test_ex4_explains_each_wrong_replay(replay: Any, words: list[str]) -> None:
+    feedback = ex4(checkout_bus_solution, replay)
+    not_yet(feedback, *words)
+    assert "running your code raised" not in feedback.message
+
+
+def test_ex4_replay_without_the_bus_names_the_handler_it_called() -> None:
+    def replay_into_the_handler(store: DeadLetterStore, bus: EventBus) -> list[Replayed]:
+        return store.replay(store.list()[0].subscription.handler)
+
+    not_yet(
+        ex4(checkout_bus_solution, replay_into_the_handler),
+        "store.replay(checkout_bus_solution.charge) calls",
+    )
+
+
+# Right answers written otherwise
+
+
+@pytest.mark.parametrize(
+    ("layers", "reraise"),
+    [("idr", True), ("dir", True), ("dri", True), ("dir", False), ("dri", False), ("dr", False)],
+    ids=["i-d-r", "d-i-r", "d-r-i", "d-i-r swallowing", "d-r-i swallowing", "d-r swallowing"],
+)
+def test_ex4_accepts_each_order_of_layers_that_works(layers: str, reraise: bool) -> None:
+    """idempotent() anywhere behind a dead-letter layer that re-raises, or inside one that
+    swallows, never marks a checkout that failed."""
+    correct(ex4(checkout_bus_keyed(lambda event: event.event_id, layers=layers, reraise=reraise)))
+
+
+def test_ex4_accepts_a_replay_by_hand_through_the_bus() -> None:
+    correct(ex4(by_event_id, replay_by_hand_through_the_bus))
+
+
+def test_ex4_accepts_layers_on_the_whole_bus() -> None:
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
+        def charge(event: CheckoutCompleted) -> None:
+            provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
+
+        bus = EventBus(
+            middleware=[dead_letters(store), retry(4, retry_on=TimeoutError, clock=clock)]
+        )
+        bus.register(CheckoutCompleted, charge)
+        return bus
+
+    correct(ex4(checkout_bus))
+
+
+def test_ex4_accepts_a_retry_that_waits_on_the_clock_it_runs_on() -> None:
+    """The check dispatches and replays on its virtual clock: a retry given no clock waits
+    there, at no real cost."""
+
+    def checkout_bus(provider: Any, store: DeadLetterStore, clock: VirtualClock) -> EventBus:
+        def charge(event: CheckoutCompleted) -> None:
+            provider.charge(event.order_id, event.amount, idempotency_key=event.event_id)
+
+        bus = EventBus()
+        policy = retry(3, retry_on=TimeoutError)
+        bus.register(CheckoutCompleted, charge, middleware=[dead_letters(store), policy])
+        return bus
+
+    correct(ex4(checkout_bus))

@@ -1,9 +1,10 @@
 """Checks for the exercises of notebook 07 (failures, retries, dead letters, idempotency).
 
 Each check builds a small world of its own (a card processor that is busy or declines, a
-warehouse that is down, a payment provider whose answer gets lost), runs the learner's function
-against it on a :class:`~eda_lesson.core.clock.VirtualClock`, and says what went differently
-from what was asked. Each scenario of a check makes events with ids of its own, so an answer
+warehouse that is down, a payment provider that loses answers and requests, or goes down for
+longer than any retry lasts), runs the learner's functions against it on a
+:class:`~eda_lesson.core.clock.VirtualClock`, and says what went differently from what was
+asked. Each scenario of a check makes events with ids of its own, so an answer
 that keeps what it has seen between calls (a module-level ``idempotent()``) is judged on what
 it does, not on what an earlier scenario left behind. A redelivery is a copy of the event, as
 a broker delivers it (a new object, equal to the first, with the same ids), so an answer that
@@ -17,10 +18,11 @@ import copy
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from eda_lesson.book.exercises import exercise, expect
-from eda_lesson.core.bus import EventBus
+from eda_lesson.core.bus import BaseBus, EventBus
+from eda_lesson.core.checks import handler_name
 from eda_lesson.core.clock import VirtualClock
 from eda_lesson.core.messages import SequentialIds, caused_by, use_ids
 from eda_lesson.core.middleware import (
@@ -31,6 +33,7 @@ from eda_lesson.core.middleware import (
     retry,
 )
 from eda_lesson.core.result import DispatchResult
+from eda_lesson.core.text import plural
 from eda_lesson.shop.events import OrderCreated, OrderPaid
 from eda_lesson.shop.services import Shipping, Shop
 
@@ -81,6 +84,8 @@ class FlakyShipping(Shipping):
             raise ConnectionError("the warehouse system is unreachable")
         return super().ship(order_id)
 
+
+T = TypeVar("T")
 
 _check_runs = itertools.count(1)
 """Numbers each run of a check, so its events get ids no earlier run used: marks that an
@@ -375,112 +380,127 @@ def _bus_of(payments_bus: Callable[[Any], EventBus], bank: CheckBank) -> EventBu
 
 
 class CheckProvider:
-    """The check's payment provider. The first ``drop`` requests never reach it (the caller
-    gets a TimeoutError, nothing is charged); the answers of the next ``lose`` charges are lost
-    (a TimeoutError although the card was charged). A call with an ``idempotency_key`` it has
-    seen returns the earlier charge instead of making a new one."""
+    """The check's payment provider, across the network.
 
-    def __init__(self, lose: int = 1, drop: int = 0) -> None:
-        self.lose = lose
-        self.drop = drop
+    Each call takes the next step of ``plan``: ``"lose"`` (the card is charged, then the
+    answer is lost: a TimeoutError), ``"drop"`` (the request is lost: a TimeoutError, nothing
+    charged) or ``"ok"``. Once the plan is used up, every request is lost while ``down`` is
+    true, and answered otherwise. A call with an ``idempotency_key`` it has seen returns the
+    earlier charge instead of making a new one. ``calls`` lists the (order, key) of every
+    request sent, ``charges`` what the customers' card statements show.
+    """
+
+    def __init__(self, *plan: str, down: bool = False) -> None:
+        self.plan = list(plan)
+        self.down = down
         self.charges: list[tuple[str, float]] = []
-        self.keys: list[object] = []
+        self.calls: list[tuple[str, object]] = []
         self._by_key: dict[object, str] = {}
 
+    @property
+    def keys(self) -> list[object]:
+        return [key for _, key in self.calls]
+
+    def charged(self, order_id: str) -> int:
+        return sum(1 for order, _ in self.charges if order == order_id)
+
     def charge(self, order_id: str, amount: float, idempotency_key: object = None) -> str:
-        self.keys.append(idempotency_key)
-        if self.drop > 0:
-            self.drop -= 1
+        self.calls.append((order_id, idempotency_key))
+        step = self.plan.pop(0) if self.plan else ("drop" if self.down else "ok")
+        if step == "drop":
             raise TimeoutError("the request never reached the provider (nothing was charged)")
         if idempotency_key is not None and idempotency_key in self._by_key:
-            return self._by_key[idempotency_key]
-        self.charges.append((order_id, amount))
-        charge_id = f"ch-{len(self.charges)}"
-        if idempotency_key is not None:
-            self._by_key[idempotency_key] = charge_id
-        if self.lose > 0:
-            self.lose -= 1
+            charge_id = self._by_key[idempotency_key]
+        else:
+            self.charges.append((order_id, amount))
+            charge_id = f"ch-{len(self.charges)}"
+            if idempotency_key is not None:
+                self._by_key[idempotency_key] = charge_id
+        if step == "lose":
             raise TimeoutError("the provider did not answer (but the card was charged)")
         return charge_id
 
 
-@exercise("Exercise 4 (stretch): charge once through timeouts, redeliveries and restarts")
-def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type) -> str:
-    """``checkout_bus(provider, clock)`` charges each ``event_type`` event exactly once at the
-    provider: through a lost answer and a lost request (retried), a redelivery to a restarted
-    process (a new bus), and with two events of the same order and amount, or of the same
-    business transaction, charged twice."""
+class _WatchedStore(DeadLetterStore):
+    """The dead-letter store the check hands to the learner: it notes what each replay was
+    given, so the feedback can say how the letters were delivered."""
+
+    def __init__(self, *, clock: VirtualClock) -> None:
+        super().__init__(clock=clock)
+        self.replayed_via: list[object] = []
+
+    def replay(
+        self, via: BaseBus | Callable[[Any], Any] | None = None, *, letters: Any = None
+    ) -> list[Replayed]:
+        self.replayed_via.append(via)
+        return super().replay(via, letters=letters)
+
+    def holds(self, order_id: str) -> bool:
+        return any(getattr(letter.event, "order_id", None) == order_id for letter in self)
+
+
+class _Process:
+    """One running shop: the learner's bus for ``provider``, with a dead-letter store and a
+    virtual clock of its own. A new one stands for a restarted process (what the old one kept
+    in memory is gone)."""
+
+    def __init__(self, checkout_bus: CheckoutBus, provider: CheckProvider) -> None:
+        self.provider = provider
+        self.clock = VirtualClock()
+        self.store = _WatchedStore(clock=self.clock)
+        self.bus = checkout_bus(provider, self.store, self.clock)
+        expect(
+            isinstance(self.bus, EventBus),
+            f"checkout_bus(provider, store, clock) returned {type(self.bus).__name__}; "
+            "return the EventBus",
+        )
+
+    def dispatch(self, event: Any) -> DispatchResult:
+        return self.on_the_clock(lambda: self.bus.dispatch(event))
+
+    def on_the_clock(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on the virtual clock, so that a retry given no clock waits there."""
+
+        async def run() -> T:
+            return work()
+
+        return self.clock.run(run())
+
+
+CheckoutBus = Callable[[Any, DeadLetterStore, VirtualClock], EventBus]
+ReplayLetters = Callable[[DeadLetterStore, EventBus], Any]
+
+
+@exercise("Exercise 4 (stretch): one charge per event, through an outage and its replay")
+def ex4(checkout_bus: CheckoutBus, replay_letters: ReplayLetters, event_type: type) -> str:
+    """``checkout_bus(provider, store, clock)`` charges each ``event_type`` event exactly once
+    at the provider: through a lost answer and a lost request (retried), an outage longer than
+    the retries (kept in ``store``, then replayed by ``replay_letters(store, bus)``, one of the
+    failed attempts having charged the card), a redelivery to a restarted process; and a
+    second instalment and a later charge of the same business transaction are charged."""
     expect(
-        callable(checkout_bus),
-        "pass your function: check.ex4(checkout_bus, CheckoutCompleted)",
+        callable(checkout_bus) and callable(replay_letters),
+        "pass your two functions: check.ex4(checkout_bus, replay_letters, CheckoutCompleted)",
     )
     with use_ids(_fresh_ids("checkout")):
         checkout = event_type(order_id="o-1", amount=30.0)
+        other_checkout = event_type(order_id="o-2", amount=12.0)
+        charged_then_down = event_type(order_id="o-3", amount=30.0)
+        never_charged = event_type(order_id="o-4", amount=12.0)
         instalment = event_type(order_id="o-1", amount=30.0)
         later_in_the_same_story = _caused_by(checkout, event_type)
-        other_checkout = event_type(order_id="o-2", amount=12.0)
 
-    provider = CheckProvider(lose=1)
-    shop = _Process(checkout_bus, provider)  # the process that runs all along
-    result = shop.dispatch(checkout)
-    expect(
-        provider.keys,
-        "the provider was never asked to charge the card for a new checkout",
-        "the handler calls provider.charge(event.order_id, event.amount, idempotency_key=...), "
-        "and nothing in front of it skips an event it has not seen (an idempotent() shared "
-        "between runs and keyed by the order remembers order o-1 from an earlier run)",
-    )
-    error = _error_of(result)
-    expect(
-        result.ok or not _is_timeout(error),
-        "the provider's answer was lost (a TimeoutError) and the dispatch failed: the shop "
-        "does not know the customer paid. A timeout says nothing about whether it worked",
-        "retry on TimeoutError, with clock=clock: retry(3, retry_on=TimeoutError, clock=clock)",
-    )
-    expect(
-        result.ok, f"the dispatch failed, and not because of the lost answer: {_error_text(error)}"
-    )
-    expect(
-        len(provider.charges) == 1,
-        f"one lost answer, and the card was charged {len(provider.charges)} times: the retry "
-        "looked like a new payment to the provider" + _key_words(provider),
-        "only the provider knows whether the first call went through: send it a key that is "
-        "the same on every attempt and every delivery of this event, and different for the "
-        "next event: idempotency_key=event.event_id",
-    )
-    first_key = provider.keys[-1]
+    shop = _Process(checkout_bus, CheckProvider("lose"))  # the process that runs all along
+    _expect_a_lost_answer_charged_once(shop, checkout)
+    first_key = shop.provider.keys[-1]
+    other_key = _expect_a_lost_request_charged_once(checkout_bus, other_checkout)
 
-    lost_request = CheckProvider(lose=0, drop=1)
-    result = _Process(checkout_bus, lost_request).dispatch(other_checkout)
-    _expect_ok(result, "this time the request itself was lost (a TimeoutError too)")
-    expect(
-        lost_request.charges == [("o-2", 12.0)],
-        "this time the request itself was lost (a TimeoutError too, nothing charged), and the "
-        f"card was charged {len(lost_request.charges)} time(s): a timeout cannot be taken for "
-        "a success either",
-        "let TimeoutError reach the retry, and retry with the same key: the provider then "
-        "charges once, whichever way the first call got lost",
-    )
-    other_key = lost_request.keys[-1]
+    outage = _Process(checkout_bus, CheckProvider("lose", down=True))
+    swallowed = _expect_kept_through_the_outage(outage, charged_then_down, never_charged)
+    _expect_the_replay_charges_once(outage, replay_letters, swallowed, (first_key, other_key))
 
-    result = _Process(checkout_bus, provider).dispatch(_redelivered(checkout))  # restarted
-    _expect_ok(result, "the same event was redelivered to a restarted process (a new bus)")
-    redelivery_key = provider.keys[-1]
-    expect(
-        len(provider.charges) == 1 or redelivery_key == first_key,
-        "the same event, redelivered to a restarted process (a new bus), charged the card "
-        "again: it sent another key than the first delivery did. A redelivery is a new "
-        "object, equal to the first: the key must come from the event's id, not from the "
-        "object (its id() or anything else that changes between deliveries)",
-        "idempotency_key=event.event_id: the same in every delivery and every process",
-    )
-    expect(
-        len(provider.charges) == 1,
-        "the same event, redelivered to a restarted process (a new bus), charged the card "
-        f"again ({len(provider.charges)} charges): what the old process remembered is gone",
-        "idempotent() remembers in memory only; the provider keeps the keys: send the event's "
-        "id as idempotency_key",
-    )
+    restarted = _Process(checkout_bus, outage.provider)
+    _expect_a_redelivery_after_a_restart_not_charged(restarted, charged_then_down)
 
     _expect_charged(
         shop,
@@ -499,33 +519,225 @@ def ex4(checkout_bus: Callable[[Any, VirtualClock], EventBus], event_type: type)
         "use event.event_id, not event.correlation_id",
     )
     return (
-        "one charge per event: the retry, the redelivery after a restart and the second "
-        "instalment each sent the event's id, and only the provider could tell"
+        "every attempt, the replay of the outage's letters and the redelivery after a "
+        "restart sent the event's id as the key, and the provider charged each event once"
     )
 
 
-class _Process:
-    """One running shop: the learner's bus for ``provider``, on a virtual clock of its own.
-    A new one stands for a restarted process (what the old one kept in memory is gone)."""
+def _expect_a_lost_answer_charged_once(shop: _Process, checkout: Any) -> None:
+    provider = shop.provider
+    result = shop.dispatch(checkout)
+    expect(
+        provider.calls,
+        "the provider was never asked to charge the card for a new checkout",
+        "the handler calls provider.charge(event.order_id, event.amount, idempotency_key=...), "
+        "and nothing in front of it skips an event it has not seen (an idempotent() shared "
+        "between runs and keyed by the order remembers order o-1 from an earlier run)",
+    )
+    error = _error_of(result)
+    retry_hint = (
+        "retry on TimeoutError, with clock=clock, inside the dead-letter layer: "
+        "retry(3, retry_on=TimeoutError, clock=clock)"
+    )
+    expect(
+        result.ok or len(provider.calls) > 1 or not _is_timeout(error),
+        "the provider's answer was lost (a TimeoutError) and the dispatch failed: the shop "
+        "does not know the customer paid. A timeout says nothing about whether it worked",
+        retry_hint,
+    )
+    expect(
+        result.ok, f"the dispatch failed, and not because of the lost answer: {_error_text(error)}"
+    )
+    letter_error = next((letter.error for letter in shop.store), None)
+    expect(
+        not shop.store or _is_timeout(letter_error),
+        "the checkout went into the dead-letter store, and not because of the lost answer: "
+        f"{_error_text(letter_error)}",
+    )
+    expect(
+        len(provider.calls) > 1 or not shop.store,
+        "the provider's answer was lost (a TimeoutError) and the checkout went straight into "
+        "the dead-letter store: nothing asked the provider again. A timeout says nothing "
+        "about whether it worked, and a moment later the provider may well answer",
+        retry_hint,
+    )
+    expect(
+        len(provider.charges) == 1,
+        f"one lost answer, and the card was charged {len(provider.charges)} times: the retry "
+        "looked like a new payment to the provider" + _key_words(provider),
+        "only the provider knows whether the first call went through: send it a key that is "
+        "the same on every attempt and every delivery of this event, and different for the "
+        "next event: idempotency_key=event.event_id",
+    )
+    expect(
+        not shop.store,
+        "the retry got through on its second attempt and the card was charged once, yet the "
+        f"dead-letter store holds {plural(len(shop.store), 'letter')} for this checkout: the "
+        "dead-letter layer sits inside the retry, so it keeps every failed attempt, even one "
+        "the retry then saved. Somebody replaying the store would replay a payment that went "
+        "through",
+        "the first layer listed is the outermost; the dead-letter layer should see only what "
+        "the retry gave up on",
+    )
 
-    def __init__(
-        self, checkout_bus: Callable[[Any, VirtualClock], EventBus], provider: CheckProvider
-    ) -> None:
-        self.provider = provider
-        self.clock = VirtualClock()
-        self.bus = checkout_bus(provider, self.clock)
+
+def _expect_a_lost_request_charged_once(checkout_bus: CheckoutBus, event: Any) -> object:
+    """A new process whose provider loses the first request; returns the key it was sent."""
+    lost_request = _Process(checkout_bus, CheckProvider("drop"))
+    result = lost_request.dispatch(event)
+    _expect_ok(result, "this time the request itself was lost (a TimeoutError too)")
+    charges = lost_request.provider.charges
+    expect(
+        charges == [("o-2", 12.0)],
+        "this time the request itself was lost (a TimeoutError too, nothing charged), and the "
+        f"card was charged {len(charges)} time(s): a timeout cannot be taken for a success "
+        "either",
+        "let TimeoutError reach the retry, and retry with the same key: the provider then "
+        "charges once, whichever way the first call got lost",
+    )
+    return lost_request.provider.keys[-1]
+
+
+def _expect_kept_through_the_outage(outage: _Process, charged: Any, never_charged: Any) -> bool:
+    """The provider goes down after charging the first checkout (its answer lost) and stays
+    down through every attempt of both: each must wait in the store. Returns whether the
+    dispatches still reported the failure as a success (a dead-letter layer that swallows)."""
+    results = [outage.dispatch(charged), outage.dispatch(never_charged)]
+    kept = [order for order in ("o-3", "o-4") if outage.store.holds(order)]
+    expect(
+        kept,
+        "the provider went down right after charging o-3 (its answer lost) and stayed down "
+        "through every attempt: both checkouts failed, and neither is in the dead-letter "
+        "store checkout_bus was given. Nothing will ever deliver them again: o-3 is charged "
+        "with no order marked paid, o-4 is never charged",
+        "keep what the retry gives up on: dead_letters(store), outside the retry",
+    )
+    expect(
+        kept == ["o-3", "o-4"] and len(outage.store) == 2,
+        f"after the outage the store holds {outage.store.list()}; expected one letter for "
+        "each of the two checkouts, o-3 and o-4",
+    )
+    return all(result.ok for result in results)
+
+
+def _expect_the_replay_charges_once(
+    outage: _Process, replay_letters: ReplayLetters, swallowed: bool, keys: tuple[object, object]
+) -> None:
+    """The provider is back, but loses the first request of the replay."""
+    provider, store = outage.provider, outage.store
+    provider.down, provider.plan = False, ["drop"]
+    asked = len(provider.calls)
+    try:
+        outage.on_the_clock(lambda: replay_letters(store, outage.bus))
+    except Exception as error:
         expect(
-            isinstance(self.bus, EventBus),
-            f"checkout_bus(provider, clock) returned {type(self.bus).__name__}; "
-            "return the EventBus",
+            not _is_timeout(error),
+            f"replay_letters raised {_error_text(error)}: the provider lost the first request "
+            "of the replay, and nothing tried again, because the handler was called bare, "
+            "without the layers the bus puts around it",
+            "replay through the bus: store.replay(bus) calls each handler inside its middleware",
         )
+        raise
+    replay_calls = [order for order, _ in provider.calls[asked:]]
+    expect(
+        replay_calls or len(store) < 2,
+        "the provider is back, and the store still holds its 2 letters: replay_letters "
+        "delivered nothing",
+        "deliver each letter again: store.replay(bus)",
+    )
+    expect(
+        provider.charged("o-3") == 1,
+        f"order o-3, whose first attempt did charge the card before its answer was lost, is "
+        f"now charged {provider.charged('o-3')} times: the replay sent the provider a key it "
+        "had not seen, so to the provider it was a new payment. A replay must deliver the "
+        "letter's own event (its event_id, so its key), not a new event with the same order "
+        "and amount",
+        "store.replay(bus) delivers each letter's event itself",
+    )
+    if not store.holds("o-4"):
+        expect("o-4" in replay_calls, *_never_delivered(store, swallowed))
+    expect(
+        not store,
+        _still_held(store),
+        "replay through the bus, whose layers wrap the handler: store.replay(bus)",
+    )
+    expect(
+        provider.charged("o-4") > 0,
+        "the replay of o-4 reached the provider but made no new charge: the provider took it "
+        "for an earlier payment" + _same_key_words(*keys),
+        "the key names the event: event.event_id",
+    )
+    expect(
+        provider.charged("o-4") == 1,
+        f"the replay charged o-4 {provider.charged('o-4')} times instead of once",
+    )
 
-    def dispatch(self, event: Any) -> DispatchResult:
-        async def dispatch() -> DispatchResult:
-            return self.bus.dispatch(event)
 
-        # On the virtual clock, so that a retry given no clock waits there, not for real.
-        return self.clock.run(dispatch())
+def _never_delivered(store: _WatchedStore, swallowed: bool) -> tuple[str, str]:
+    if not any(isinstance(via, BaseBus) for via in store.replayed_via):
+        return (
+            "the letter of o-4 left the store, but no replay reached the provider for it: "
+            "the letters were removed without being delivered",
+            "deliver each letter again, and let a success take it out: store.replay(bus)",
+        )
+    if swallowed:
+        return (
+            "the replay took the letter of o-4 out of the store without ever calling the "
+            "provider: something in front of your handler took the replay for a repeat. The "
+            "dead-letter layer swallowed the outage's failure (reraise=False), so to an "
+            "idempotent() outside it the call succeeded: it marked o-4 as handled when it was "
+            "only put aside",
+            "a layer sees only what the layers inside it let out: put idempotent() inside the "
+            "dead-letter layer (after it in the list), or leave it out: the provider's key "
+            "already makes the replay safe",
+        )
+    return (
+        "the replay took the letter of o-4 out of the store without ever calling the "
+        "provider: something took the replay for a repeat, as if o-4 had been handled when "
+        "its every attempt had failed (a mark written before the charge went through)",
+        "mark an event as handled only once its charge succeeded, as idempotent() does",
+    )
+
+
+def _still_held(store: _WatchedStore) -> str:
+    errors = "; ".join(_error_text(letter.error) for letter in store)
+    bare = [via for via in store.replayed_via if not isinstance(via, BaseBus)]
+    if bare and len(bare) == len(store.replayed_via):
+        how = "store.replay()" if bare[0] is None else f"store.replay({handler_name(bare[0])})"
+        return (
+            f"the store still holds {plural(len(store), 'letter')} ({errors}): {how} calls the "
+            "handler bare, without the bus's retry, so when the provider lost the first "
+            "request of the replay, nothing tried again"
+        )
+    if not store.replayed_via:
+        return (
+            f"the checkouts were delivered again, yet the store still holds "
+            f"{plural(len(store), 'letter')}: a replay by hand must take each letter out once "
+            "its delivery succeeded, or the next replay delivers it once more"
+        )
+    return f"after the replay the store still holds {plural(len(store), 'letter')}: {errors}"
+
+
+def _expect_a_redelivery_after_a_restart_not_charged(restarted: _Process, event: Any) -> None:
+    provider = restarted.provider
+    first_key = next(key for order, key in provider.calls if order == "o-3")
+    result = restarted.dispatch(_redelivered(event))
+    _expect_ok(result, "the same event was redelivered to a restarted process (a new bus)")
+    expect(
+        provider.charged("o-3") == 1 or provider.keys[-1] == first_key,
+        "the same event, redelivered to a restarted process (a new bus), charged the card "
+        "again: it sent another key than the first delivery did. A redelivery is a new "
+        "object, equal to the first: the key must come from the event's id, not from the "
+        "object (its id() or anything else that changes between deliveries)",
+        "idempotency_key=event.event_id: the same in every delivery and every process",
+    )
+    expect(
+        provider.charged("o-3") == 1,
+        "the same event, redelivered to a restarted process (a new bus), charged the card "
+        f"again ({provider.charged('o-3')} charges): what the old process remembered is gone",
+        "idempotent() remembers in memory only; the provider keeps the keys: send the event's "
+        "id as idempotency_key",
+    )
 
 
 def _expect_ok(result: DispatchResult, scenario: str) -> None:
