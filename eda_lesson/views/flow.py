@@ -506,10 +506,10 @@ def draw_registrations(
     subclass too. A type that no handler hears (``event_types`` adds such types) is drawn as
     unhandled. Handlers of one type are listed top to bottom in the order the bus calls them.
 
-    The drawing fits a page (:data:`~eda_lesson.views.folding.PAGE`): past
-    :data:`~eda_lesson.views.folding.PAGE_ROWS` rows it keeps the first types (in the order
-    they were registered) and a note under it says what it left out; ``bus.describe()`` lists
-    every registration.
+    The drawing fits a page (:data:`~eda_lesson.views.folding.PAGE`): past the rows a page
+    holds at the closest spacing (14) it keeps the first types, in the order they were
+    registered, each with its handlers, and a note under it says what it left out;
+    ``bus.describe()`` lists every registration.
     """
     whole = registration_graph(bus, event_types=event_types)
     commands = any(data.get("command") for _, data in whole.nodes(data=True))
