@@ -689,7 +689,7 @@ def test_ex5_says_the_stub_has_no_step_on_return_received() -> None:
 
 def test_ex5_turns_a_wrongly_shaped_deadline_entry_into_a_message() -> None:
     odd = machine(REQUESTED, RECEIVED, ISSUED, FAILED, deadlines=(WAIT,))
-    object.__setattr__(odd, "deadlines", (WAIT[1],))  # what a dict or a bare pair slips in
+    object.__setattr__(odd, "deadlines", (WAIT[1],))  # changed after it was built
     not_yet(check.ex5(odd), "deadlines holds Deadline(", "a tuple of (state, Deadline) pairs")
 
 
